@@ -1,0 +1,874 @@
+//! The checker: resolves names and functions, checks static types and unit
+//! dimensions, feature flags and the stdlib's rules, adds notes and warnings,
+//! applies the profile, and builds the `CompiledPolicy`.
+
+use crate::ast::*;
+use crate::diagnostics::{sort_and_dedup, Code, Diagnostic, Severity};
+use crate::document::parse_document;
+use crate::options::{CheckOptions, Profile};
+use crate::policy::{policy_id, CompiledPolicy, PolicyDefault};
+use crate::span::{LineIndex, Span};
+use crate::stdlib::{self, FuncId, Resolution};
+use crate::units::Dimension;
+use crate::value::Value;
+use std::sync::Arc;
+
+/// The result of checking: every diagnostic, and the policy when there was no error.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub diagnostics: Vec<Diagnostic>,
+    pub policy: Option<Arc<CompiledPolicy>>,
+    pub line_index: LineIndex,
+}
+
+impl Compiled {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.is_error())
+    }
+}
+
+/// Parses and checks a policy.
+pub fn compile(source: &str, opts: &CheckOptions) -> Compiled {
+    let mut diags = Vec::new();
+    let mut doc = parse_document(source, opts.nesting(), &mut diags);
+    let mut ck = Checker {
+        src: source,
+        opts,
+        diags: &mut diags,
+        scopes: Vec::new(),
+        max_slots: 0,
+        regexes: Vec::new(),
+        defaults: &doc.defaults,
+        noted_rule: false,
+        next_index: 0,
+    };
+    ck.rules(&mut doc.rules);
+    let max_slots = ck.max_slots;
+    let regexes = std::mem::take(&mut ck.regexes);
+    let rule_count = ck.next_index as usize;
+    for d in diags.iter_mut() {
+        if d.code.is_conformance() {
+            d.severity = match opts.profile {
+                Profile::Strict => Severity::Error,
+                Profile::Lenient => Severity::Warning,
+            };
+        }
+    }
+    sort_and_dedup(&mut diags);
+    let line_index = LineIndex::new(source);
+    let has_errors = diags.iter().any(|d| d.is_error());
+    let policy = (!has_errors).then(|| {
+        Arc::new(CompiledPolicy {
+            policy_id: Arc::from(policy_id(source.as_bytes())),
+            source: Arc::from(source),
+            line_index: line_index.clone(),
+            metadata: Arc::new(doc.metadata),
+            defaults: doc.defaults,
+            rules: doc.rules,
+            regexes,
+            max_slots,
+            rule_count,
+        })
+    });
+    Compiled {
+        diagnostics: diags,
+        policy,
+        line_index,
+    }
+}
+
+/// Static types: what the checker can know before seeing a context.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ty {
+    Any,
+    Num,
+    Qty(Dimension),
+    Bool,
+    Str,
+    List,
+    Obj,
+    Null,
+    Time,
+}
+
+impl Ty {
+    fn of_value(v: &Value) -> Ty {
+        match v {
+            Value::Missing => Ty::Any,
+            Value::Null => Ty::Null,
+            Value::Bool(_) => Ty::Bool,
+            Value::Num(_) => Ty::Num,
+            Value::Qty(_, u) => Ty::Qty(u.dim()),
+            Value::Str(s) => {
+                if crate::units::parse_quantity_str(s).is_some()
+                    || crate::timefmt::parse_rfc3339(s).is_some()
+                {
+                    Ty::Any
+                } else {
+                    Ty::Str
+                }
+            }
+            Value::List(_) => Ty::List,
+            Value::Obj(_) => Ty::Obj,
+            Value::Time(_) => Ty::Time,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Ty::Any => "a value".into(),
+            Ty::Num => "a number".into(),
+            Ty::Qty(d) => format!("a {d}"),
+            Ty::Bool => "a bool".into(),
+            Ty::Str => "a string".into(),
+            Ty::List => "a list".into(),
+            Ty::Obj => "an object".into(),
+            Ty::Null => "null".into(),
+            Ty::Time => "a timestamp".into(),
+        }
+    }
+
+    fn numeric(self) -> bool {
+        matches!(self, Ty::Num | Ty::Qty(_) | Ty::Any)
+    }
+}
+
+/// A type and whether it is a bare number written as a literal.
+#[derive(Clone, Copy)]
+struct TyInfo {
+    ty: Ty,
+    bare_literal: bool,
+}
+
+fn info(ty: Ty) -> TyInfo {
+    TyInfo {
+        ty,
+        bare_literal: false,
+    }
+}
+
+struct Checker<'a> {
+    src: &'a str,
+    opts: &'a CheckOptions,
+    diags: &'a mut Vec<Diagnostic>,
+    /// Names bound by FOR and lambdas, innermost last, with their slots.
+    scopes: Vec<Arc<str>>,
+    max_slots: u32,
+    regexes: Vec<(u32, Arc<regex::Regex>)>,
+    defaults: &'a [PolicyDefault],
+    /// The bare-number note was given for the current rule.
+    noted_rule: bool,
+    next_index: u32,
+}
+
+impl<'a> Checker<'a> {
+    fn text(&self, span: Span) -> &'a str {
+        self.src.get(span.range()).unwrap_or("")
+    }
+
+    fn err(&mut self, code: Code, span: Span, msg: impl Into<String>) -> &mut Diagnostic {
+        self.diags.push(Diagnostic::new(code, span, msg));
+        let n = self.diags.len() - 1;
+        &mut self.diags[n]
+    }
+
+    fn push_scope(&mut self, name: Arc<str>) -> u32 {
+        let slot = self.scopes.len() as u32;
+        self.scopes.push(name);
+        self.max_slots = self.max_slots.max(self.scopes.len() as u32);
+        slot
+    }
+
+    fn rules(&mut self, rules: &mut [Rule]) {
+        for r in rules.iter_mut() {
+            self.rule(r);
+        }
+    }
+
+    fn rule(&mut self, r: &mut Rule) {
+        r.index = self.next_index;
+        self.next_index += 1;
+        self.noted_rule = false;
+        match &mut r.kind {
+            RuleKind::If {
+                cond,
+                then_actions,
+                else_actions,
+                ..
+            } => {
+                self.condition(cond);
+                for a in then_actions.iter_mut().chain(else_actions.iter_mut()) {
+                    for arg in a.args.iter_mut() {
+                        self.expr(arg);
+                    }
+                }
+                if !else_actions.is_empty() && !self.opts.features.else_branch {
+                    let sp = else_actions[0].span;
+                    self.err(
+                        Code::FeatureDisabled,
+                        sp,
+                        "ELSE is disabled in this deployment (feature flag `else`)",
+                    )
+                    .hint = Some("write a second rule with the negated condition".into());
+                }
+            }
+            RuleKind::For {
+                var,
+                slot,
+                iterable,
+                body,
+                ..
+            } => {
+                self.expr(iterable);
+                if body.is_empty() {
+                    let sp = r.span;
+                    self.err(
+                        Code::EmptyLoopBody,
+                        sp,
+                        "this FOR loop has no rules in its body",
+                    )
+                    .hint = Some("add rules between `{` and `}`, or remove the loop".into());
+                }
+                *slot = self.push_scope(var.clone());
+                self.rules(body);
+                self.scopes.pop();
+            }
+            RuleKind::While { cond, body } => {
+                self.condition(cond);
+                if body.is_empty() {
+                    let sp = r.span;
+                    self.err(
+                        Code::EmptyLoopBody,
+                        sp,
+                        "this WHILE loop has no rules in its body",
+                    )
+                    .hint = Some("add rules between `{` and `}`, or remove the loop".into());
+                }
+                self.rules(body);
+            }
+        }
+    }
+
+    fn condition(&mut self, e: &mut Expr) {
+        let t = self.expr(e);
+        match t.ty {
+            Ty::Any | Ty::Bool | Ty::Num => {}
+            other => {
+                let sp = e.span;
+                let msg = format!(
+                    "a condition must be true or false, but `{}` is {}",
+                    self.text(sp),
+                    other.describe()
+                );
+                self.err(Code::TypeMismatch, sp, msg).hint =
+                    Some("compare it with something, e.g. `X == \"value\"`".into());
+            }
+        }
+    }
+
+    fn bare_note(&mut self, bare: &Expr, unit_side: Ty, span: Span) {
+        if self.noted_rule {
+            return;
+        }
+        if let Ty::Qty(d) = unit_side {
+            self.noted_rule = true;
+            let msg = format!(
+                "the bare number `{}` is read in the unit of the {} it meets",
+                self.text(bare.span),
+                d
+            );
+            self.err(Code::BareNumberUnit, span, msg).hint =
+                Some("write the unit to make it explicit, e.g. `20%` or `2m`".into());
+        }
+    }
+
+    fn expr(&mut self, e: &mut Expr) -> TyInfo {
+        let span = e.span;
+        match &mut e.kind {
+            ExprKind::Literal(l) => match l {
+                Literal::Number(_) => TyInfo {
+                    ty: Ty::Num,
+                    bare_literal: true,
+                },
+                Literal::Quantity(_, u) => info(Ty::Qty(u.dim())),
+                Literal::Str(s) => info(Ty::of_value(&Value::Str(s.clone()))),
+                Literal::Bool(_) => info(Ty::Bool),
+                Literal::Null => info(Ty::Null),
+            },
+            ExprKind::Name { name, resolved } => {
+                if let Some(pos) = self.scopes.iter().rposition(|n| n == name) {
+                    *resolved = NameRef::Local(pos as u32);
+                    return info(Ty::Any);
+                }
+                *resolved = NameRef::Global;
+                match self.defaults.iter().find(|d| d.name == *name) {
+                    Some(d) => info(Ty::of_value(&d.value)),
+                    None => info(Ty::Any),
+                }
+            }
+            ExprKind::Root => info(Ty::Obj),
+            ExprKind::List(items) => {
+                for i in items.iter_mut() {
+                    self.expr(i);
+                }
+                info(Ty::List)
+            }
+            ExprKind::Member(base, _) => {
+                let b = self.expr(base);
+                if !matches!(b.ty, Ty::Any | Ty::Obj) {
+                    let bs = base.span;
+                    let msg = format!(
+                        "`{}` is {}, which has no fields",
+                        self.text(bs),
+                        b.ty.describe()
+                    );
+                    self.err(Code::TypeMismatch, span, msg);
+                }
+                info(Ty::Any)
+            }
+            ExprKind::Index(base, idx) => {
+                let b = self.expr(base);
+                let i = self.expr(idx);
+                if !matches!(b.ty, Ty::Any | Ty::Obj | Ty::List) {
+                    let bs = base.span;
+                    let msg = format!(
+                        "`{}` is {}, which cannot be indexed",
+                        self.text(bs),
+                        b.ty.describe()
+                    );
+                    self.err(Code::TypeMismatch, span, msg);
+                } else if !matches!(i.ty, Ty::Any | Ty::Num | Ty::Str) {
+                    let is = idx.span;
+                    let msg = format!(
+                        "an index must be a number or a string, not {}",
+                        i.ty.describe()
+                    );
+                    self.err(Code::TypeMismatch, is, msg);
+                }
+                info(Ty::Any)
+            }
+            ExprKind::Call { .. } => self.call(e),
+            ExprKind::Not(inner) => {
+                let t = self.expr(inner);
+                self.logic_operand(t.ty, inner.span, "NOT");
+                info(Ty::Bool)
+            }
+            ExprKind::Neg(inner) => {
+                let t = self.expr(inner);
+                match t.ty {
+                    Ty::Qty(Dimension::Temperature) => {
+                        self.err(
+                            Code::TemperatureArithmetic,
+                            span,
+                            "temperatures can be compared, not negated",
+                        )
+                        .hint =
+                            Some("compare with a negative literal instead, e.g. `T < -5C`".into());
+                        info(Ty::Any)
+                    }
+                    Ty::Num | Ty::Qty(_) | Ty::Any => info(t.ty),
+                    other => {
+                        let msg = format!("cannot negate {}", other.describe());
+                        self.err(Code::TypeMismatch, span, msg);
+                        info(Ty::Any)
+                    }
+                }
+            }
+            ExprKind::Binary(op, l, r) => {
+                let op = *op;
+                let lt = self.expr(l);
+                let rt = self.expr(r);
+                match op {
+                    BinOp::And | BinOp::Or => {
+                        self.logic_operand(lt.ty, l.span, op.symbol());
+                        self.logic_operand(rt.ty, r.span, op.symbol());
+                        info(Ty::Bool)
+                    }
+                    _ if op.is_comparison() => {
+                        self.comparison(op, l, lt, r, rt, span);
+                        info(Ty::Bool)
+                    }
+                    _ => self.arithmetic(op, l, lt, r, rt, span),
+                }
+            }
+            ExprKind::In {
+                item, collection, ..
+            } => {
+                let it = self.expr(item);
+                let ct = self.expr(collection);
+                match ct.ty {
+                    Ty::Any | Ty::List | Ty::Obj => {}
+                    Ty::Str => {
+                        if !matches!(it.ty, Ty::Any | Ty::Str) {
+                            let msg = format!(
+                                "`IN` on a string tests for a substring, but `{}` is {}",
+                                self.text(item.span),
+                                it.ty.describe()
+                            );
+                            self.err(Code::TypeMismatch, span, msg);
+                        }
+                    }
+                    other => {
+                        let cs = collection.span;
+                        let msg = format!(
+                            "`IN` needs a list, a string or an object, but `{}` is {}",
+                            self.text(cs),
+                            other.describe()
+                        );
+                        self.err(Code::TypeMismatch, cs, msg);
+                    }
+                }
+                if let (Ty::Qty(_), true) = (ct.ty, it.bare_literal) {
+                    self.bare_note(item, ct.ty, span);
+                }
+                info(Ty::Bool)
+            }
+            ExprKind::Match { scrutinee, arms } => {
+                if !self.opts.features.match_expr {
+                    self.err(
+                        Code::FeatureDisabled,
+                        span,
+                        "`match` is disabled in this deployment (feature flag `match`)",
+                    )
+                    .hint = Some("use IF rules with `==` comparisons instead".into());
+                }
+                self.expr(scrutinee);
+                let mut tys = Vec::new();
+                let mut has_wild = false;
+                for a in arms.iter_mut() {
+                    has_wild |= a.wildcard;
+                    tys.push(self.expr(&mut a.body).ty);
+                }
+                if !has_wild {
+                    let sp = Span::new(
+                        span.start as usize,
+                        span.start as usize + 5,
+                        span.line,
+                        span.column,
+                    );
+                    self.err(
+                        Code::MatchWithoutWildcard,
+                        sp,
+                        "this match has no `_` arm: a value no arm matches makes it unknown",
+                    )
+                    .hint = Some("add a last arm `_ => …`".into());
+                }
+                let first = tys.first().copied().unwrap_or(Ty::Any);
+                info(if tys.iter().all(|t| *t == first) {
+                    first
+                } else {
+                    Ty::Any
+                })
+            }
+            ExprKind::Lambda(_) => {
+                self.err(
+                    Code::MisplacedLambda,
+                    span,
+                    "a lambda can only be an argument of map, filter, any, all, count or reduce",
+                )
+                .hint = Some("for example `any(xs, |x| x > 3)`".into());
+                info(Ty::Any)
+            }
+            ExprKind::Error => info(Ty::Any),
+        }
+    }
+
+    fn logic_operand(&mut self, t: Ty, span: Span, op: &str) {
+        if !matches!(t, Ty::Any | Ty::Bool | Ty::Num) {
+            let msg = format!(
+                "`{op}` needs true or false, but `{}` is {}",
+                self.text(span),
+                t.describe()
+            );
+            self.err(Code::TypeMismatch, span, msg);
+        }
+    }
+
+    fn comparison(&mut self, op: BinOp, l: &Expr, lt: TyInfo, r: &Expr, rt: TyInfo, span: Span) {
+        use Ty::*;
+        let ordering = !matches!(op, BinOp::Eq | BinOp::Ne);
+        let describe =
+            |c: &Checker, e: &Expr, t: Ty| format!("`{}` ({})", c.text(e.span), t.describe());
+        let mismatch = |c: &mut Checker, code: Code| {
+            let msg = format!(
+                "cannot compare {} with {}",
+                describe(c, l, lt.ty),
+                describe(c, r, rt.ty)
+            );
+            let hint = match code {
+                Code::DimensionMismatch => {
+                    "quantities compare only within one dimension (e.g. length with length)"
+                }
+                _ => "compare values of the same kind",
+            };
+            c.err(code, span, msg).hint = Some(hint.into());
+        };
+        match (lt.ty, rt.ty) {
+            (Any, _) | (_, Any) => {}
+            (Num, Qty(_)) => {
+                if lt.bare_literal {
+                    self.bare_note(l, rt.ty, span)
+                }
+            }
+            (Qty(_), Num) => {
+                if rt.bare_literal {
+                    self.bare_note(r, lt.ty, span)
+                }
+            }
+            (Qty(a), Qty(b)) => {
+                if a != b {
+                    mismatch(self, Code::DimensionMismatch)
+                }
+            }
+            (Num, Num) | (Str, Str) | (Time, Time) => {}
+            (Time, Str) | (Str, Time) => {}
+            (Bool, Bool) | (Bool, Num) | (Num, Bool) | (Null, _) | (_, Null) if !ordering => {}
+            (List, List) | (Obj, Obj) if !ordering => {}
+            _ => mismatch(self, Code::TypeMismatch),
+        }
+    }
+
+    fn arithmetic(
+        &mut self,
+        op: BinOp,
+        l: &Expr,
+        lt: TyInfo,
+        r: &Expr,
+        rt: TyInfo,
+        span: Span,
+    ) -> TyInfo {
+        use Ty::*;
+        let temp = |t: Ty| t == Qty(Dimension::Temperature);
+        if (temp(lt.ty) || temp(rt.ty)) && !matches!((lt.ty, rt.ty), (Any, _) | (_, Any)) {
+            self.err(
+                Code::TemperatureArithmetic,
+                span,
+                format!(
+                    "temperatures can be compared but not used with `{}`",
+                    op.symbol()
+                ),
+            )
+            .hint = Some("compare temperatures directly, e.g. `Temperature > 45C`".into());
+            return info(Any);
+        }
+        let bad = |c: &mut Checker, code: Code, what: &str| {
+            let msg = format!(
+                "cannot {what} `{}` ({}) and `{}` ({})",
+                c.text(l.span),
+                lt.ty.describe(),
+                c.text(r.span),
+                rt.ty.describe()
+            );
+            c.err(code, span, msg);
+            info(Any)
+        };
+        let verb = match op {
+            BinOp::Add => "add",
+            BinOp::Sub => "subtract",
+            BinOp::Mul => "multiply",
+            _ => "divide",
+        };
+        match (op, lt.ty, rt.ty) {
+            (BinOp::Add, Str, Str) => info(Str),
+            (BinOp::Add, Str, Any) | (BinOp::Add, Any, Str) => info(Any),
+            (_, Any, t) | (_, t, Any) => {
+                if t.numeric() || t == Time || (t == Str && op == BinOp::Add) {
+                    info(Any)
+                } else {
+                    bad(self, Code::TypeMismatch, verb)
+                }
+            }
+            (_, Num, Num) => TyInfo {
+                ty: Num,
+                bare_literal: lt.bare_literal && rt.bare_literal,
+            },
+            (BinOp::Add | BinOp::Sub, Qty(d), Num) => {
+                if rt.bare_literal {
+                    self.bare_note(r, lt.ty, span)
+                }
+                info(Qty(d))
+            }
+            (BinOp::Add | BinOp::Sub, Num, Qty(d)) => {
+                if lt.bare_literal {
+                    self.bare_note(l, rt.ty, span)
+                }
+                info(Qty(d))
+            }
+            (BinOp::Add | BinOp::Sub, Qty(a), Qty(b)) => {
+                if a == b {
+                    info(Qty(a))
+                } else {
+                    bad(self, Code::DimensionMismatch, verb)
+                }
+            }
+            (BinOp::Mul, Qty(d), Num) | (BinOp::Mul, Num, Qty(d)) | (BinOp::Div, Qty(d), Num) => {
+                info(Qty(d))
+            }
+            (BinOp::Div, Qty(a), Qty(b)) if a == b => info(Num),
+            (BinOp::Mul | BinOp::Div, Qty(_), Qty(_)) | (BinOp::Div, Num, Qty(_)) => {
+                bad(self, Code::DimensionMismatch, verb)
+            }
+            (BinOp::Add, Time, Qty(Dimension::Duration))
+            | (BinOp::Add, Qty(Dimension::Duration), Time) => info(Time),
+            (BinOp::Sub, Time, Qty(Dimension::Duration)) => info(Time),
+            (BinOp::Sub, Time, Time) => info(Qty(Dimension::Duration)),
+            (BinOp::Add | BinOp::Sub, Time, Qty(_)) => bad(self, Code::DimensionMismatch, verb),
+            _ => bad(self, Code::TypeMismatch, verb),
+        }
+    }
+
+    fn call(&mut self, e: &mut Expr) -> TyInfo {
+        let span = e.span;
+        let ExprKind::Call {
+            name,
+            name_span,
+            func,
+            args,
+        } = &mut e.kind
+        else {
+            return info(Ty::Any);
+        };
+        let name_span = *name_span;
+        let def = match stdlib::resolve(name) {
+            Resolution::Found(def, module) => {
+                let module = module.unwrap_or("math");
+                if !self.opts.features.module_allowed(module) {
+                    let msg = format!(
+                        "`{}` is in the module `std::{module}`, which is disabled in this deployment (module allow-list)",
+                        name
+                    );
+                    self.err(Code::FeatureDisabled, name_span, msg);
+                } else if module == "time" && !self.opts.features.time {
+                    let msg =
+                        format!("`{name}` is disabled in this deployment (feature flag `time`)");
+                    self.err(Code::FeatureDisabled, name_span, msg);
+                } else if def.id == FuncId::Matches && !self.opts.features.regex {
+                    self.err(
+                        Code::FeatureDisabled,
+                        name_span,
+                        "`matches` is disabled in this deployment (feature flag `regex`)",
+                    )
+                    .hint = Some("use contains, starts_with or ends_with".into());
+                }
+                def
+            }
+            Resolution::Denied(module) => {
+                let msg =
+                    format!("denied: no I/O in policies (`{name}` is in the `{module}` module)");
+                self.err(Code::DeniedIo, name_span, msg).hint = Some(
+                    "a policy reads only its request context: pass the data in the context instead"
+                        .into(),
+                );
+                for a in args.iter_mut() {
+                    self.expr_allow_lambda(a, None);
+                }
+                return info(Ty::Any);
+            }
+            Resolution::Unknown(suggestion) => {
+                let msg = format!("unknown function `{name}`");
+                let hint = match suggestion {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "see the standard library in docs/language.md".into(),
+                };
+                self.err(Code::UnknownFunction, name_span, msg).hint = Some(hint);
+                for a in args.iter_mut() {
+                    self.expr_allow_lambda(a, None);
+                }
+                return info(Ty::Any);
+            }
+        };
+        *func = Some(def.id);
+        if args.len() < def.min_args || args.len() > def.max_args {
+            let expected = if def.max_args == usize::MAX {
+                format!("at least {}", def.min_args)
+            } else if def.min_args == def.max_args {
+                format!("{}", def.min_args)
+            } else {
+                format!("{} or {}", def.min_args, def.max_args)
+            };
+            let msg = format!(
+                "`{}` takes {expected} argument{}, but {} {} given",
+                def.name,
+                if expected == "1" { "" } else { "s" },
+                args.len(),
+                if args.len() == 1 { "was" } else { "were" }
+            );
+            self.err(Code::WrongArity, span, msg).hint =
+                Some(format!("call it as {}", def.signature));
+        }
+        let mut tys = Vec::with_capacity(args.len());
+        for (i, a) in args.iter_mut().enumerate() {
+            let lam = def.lambda.filter(|(idx, _)| *idx == i).map(|(_, n)| n);
+            tys.push(self.expr_allow_lambda(a, lam));
+            if lam.is_some() && !matches!(a.kind, ExprKind::Lambda(_)) {
+                let msg = format!("the argument {} of `{}` must be a lambda", i + 1, def.name);
+                self.err(Code::InvalidArgument, a.span, msg).hint =
+                    Some(format!("call it as {}", def.signature));
+            }
+        }
+        self.check_arg_types(def, args, &tys);
+        match def.id {
+            FuncId::Matches => {
+                if let Some(pat) = args.get(1) {
+                    match &pat.kind {
+                        ExprKind::Literal(Literal::Str(p)) => {
+                            match regex::RegexBuilder::new(p)
+                                .size_limit(1 << 20)
+                                .dfa_size_limit(1 << 20)
+                                .nest_limit(64)
+                                .build()
+                            {
+                                Ok(re) => self.regexes.push((span.start, Arc::new(re))),
+                                Err(err) => {
+                                    let first = err.to_string();
+                                    let line = first
+                                        .lines()
+                                        .rev()
+                                        .find(|l| l.starts_with("error:"))
+                                        .map(|l| l.trim_start_matches("error:").trim().to_string())
+                                        .unwrap_or_else(|| "the pattern is too large".into());
+                                    let msg = format!("invalid regular expression: {line}");
+                                    self.err(Code::InvalidRegex, pat.span, msg);
+                                }
+                            }
+                        }
+                        _ => {
+                            self.err(
+                                Code::InvalidRegex,
+                                pat.span,
+                                "the pattern of `matches` must be a literal string",
+                            )
+                            .hint = Some(
+                                "write the pattern in the policy, e.g. matches(s, \"^A[0-9]+$\")"
+                                    .into(),
+                            );
+                        }
+                    }
+                }
+            }
+            FuncId::Time => {
+                if let Some(Expr {
+                    kind: ExprKind::Literal(Literal::Str(s)),
+                    span: sp,
+                }) = args.first()
+                {
+                    if crate::timefmt::parse_rfc3339(s).is_none() {
+                        let sp = *sp;
+                        self.err(
+                            Code::InvalidTimestamp,
+                            sp,
+                            format!("`{s}` is not an RFC 3339 timestamp"),
+                        )
+                        .hint = Some("write it like \"2026-01-31T08:00:00Z\"".into());
+                    }
+                }
+            }
+            FuncId::DatePart => {
+                if let Some(Expr {
+                    kind: ExprKind::Literal(Literal::Str(s)),
+                    span: sp,
+                }) = args.get(1)
+                {
+                    if !crate::timefmt::DATE_PARTS.contains(&&**s) {
+                        let sp = *sp;
+                        self.err(
+                            Code::InvalidArgument,
+                            sp,
+                            format!("`{s}` is not a date part"),
+                        )
+                        .hint = Some(format!(
+                            "use one of {}",
+                            crate::timefmt::DATE_PARTS.join(", ")
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        info(self.return_type(def.id, &tys))
+    }
+
+    fn expr_allow_lambda(&mut self, a: &mut Expr, params: Option<usize>) -> TyInfo {
+        let span = a.span;
+        match (&mut a.kind, params) {
+            (ExprKind::Lambda(lam), Some(n)) => {
+                if !self.opts.features.lambdas {
+                    self.err(
+                        Code::FeatureDisabled,
+                        span,
+                        "lambdas are disabled in this deployment (feature flag `lambdas`)",
+                    );
+                }
+                if lam.params.len() != n {
+                    let msg = format!(
+                        "this lambda takes {} parameter{}, but {} expected here",
+                        lam.params.len(),
+                        if lam.params.len() == 1 { "" } else { "s" },
+                        if n == 1 { "one is" } else { "two are" }
+                    );
+                    self.err(Code::WrongArity, span, msg);
+                }
+                lam.first_slot = self.scopes.len() as u32;
+                for (p, _) in &lam.params {
+                    self.push_scope(p.clone());
+                }
+                self.expr(&mut lam.body);
+                for _ in &lam.params {
+                    self.scopes.pop();
+                }
+                info(Ty::Any)
+            }
+            _ => self.expr(a),
+        }
+    }
+
+    fn check_arg_types(&mut self, def: &stdlib::FuncDef, args: &[Expr], tys: &[TyInfo]) {
+        use FuncId::*;
+        let want_str = matches!(
+            def.id,
+            Lower | Upper | Trim | StartsWith | EndsWith | Split | Matches
+        );
+        let want_num = matches!(def.id, Abs | Round | Floor | Ceil | Sqrt | Pow | Clamp);
+        for (a, t) in args.iter().zip(tys) {
+            let bad =
+                (want_str && !matches!(t.ty, Ty::Any | Ty::Str)) || (want_num && !t.ty.numeric());
+            if bad {
+                let msg = format!(
+                    "`{}` expects {}, but `{}` is {}",
+                    def.name,
+                    if want_str { "strings" } else { "numbers" },
+                    self.text(a.span),
+                    t.ty.describe()
+                );
+                self.err(Code::TypeMismatch, a.span, msg).hint =
+                    Some(format!("call it as {}", def.signature));
+            }
+        }
+    }
+
+    fn return_type(&self, id: FuncId, args: &[TyInfo]) -> Ty {
+        use FuncId::*;
+        let first = args.first().map(|t| t.ty).unwrap_or(Ty::Any);
+        match id {
+            Abs | Floor | Ceil | Round | Clamp => match first {
+                Ty::Qty(d) => Ty::Qty(d),
+                Ty::Num => Ty::Num,
+                _ => Ty::Any,
+            },
+            Min | Max | Sum | Avg => {
+                if args.len() > 1 && args.iter().all(|t| t.ty == Ty::Num) {
+                    Ty::Num
+                } else {
+                    Ty::Any
+                }
+            }
+            Sqrt | Pow | Len | Count | DatePart | NowUnixMillis | DurationBetweenMs => Ty::Num,
+            Lower | Upper | Trim => Ty::Str,
+            Contains | StartsWith | EndsWith | Matches | Any | All | Has => Ty::Bool,
+            Split | Map | Filter | Distinct | Sort | Keys => Ty::List,
+            Now | Time => Ty::Time,
+            Since | Between => Ty::Qty(Dimension::Duration),
+            Reduce | First | Last | Get => Ty::Any,
+        }
+    }
+}
