@@ -19,6 +19,10 @@ pub struct Compiled {
     pub diagnostics: Vec<Diagnostic>,
     pub policy: Option<Arc<CompiledPolicy>>,
     pub line_index: LineIndex,
+    /// Time spent parsing (sections, lexing, rules).
+    pub parse_time: std::time::Duration,
+    /// Time spent checking and building the compiled policy.
+    pub check_time: std::time::Duration,
 }
 
 impl Compiled {
@@ -29,8 +33,10 @@ impl Compiled {
 
 /// Parses and checks a policy.
 pub fn compile(source: &str, opts: &CheckOptions) -> Compiled {
+    let started = std::time::Instant::now();
     let mut diags = Vec::new();
     let mut doc = parse_document(source, opts.nesting(), &mut diags);
+    let parse_time = started.elapsed();
     let mut ck = Checker {
         src: source,
         opts,
@@ -74,6 +80,8 @@ pub fn compile(source: &str, opts: &CheckOptions) -> Compiled {
         diagnostics: diags,
         policy,
         line_index,
+        parse_time,
+        check_time: started.elapsed().saturating_sub(parse_time),
     }
 }
 

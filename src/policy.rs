@@ -109,3 +109,56 @@ pub fn policy_id(source: &[u8]) -> String {
     }
     s
 }
+
+/// A rule in the earlier service's response shape: condition and action text.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RuleSummary {
+    pub id: String,
+    pub line: u32,
+    pub condition: String,
+    pub action: String,
+}
+
+impl CompiledPolicy {
+    /// One entry per rule (nested ones included), in source order.
+    pub fn rule_summaries(&self) -> Vec<RuleSummary> {
+        use crate::ast::{walk_rules, RuleKind};
+        let mut out = Vec::with_capacity(self.rule_count);
+        walk_rules(&self.rules, &mut |r, _| {
+            let (condition, action) = match &r.kind {
+                RuleKind::If {
+                    cond,
+                    then_actions,
+                    else_actions,
+                    ..
+                } => {
+                    let text = |acts: &[crate::ast::Action]| {
+                        acts.iter()
+                            .map(|a| self.text(a.span).to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let mut action = text(then_actions);
+                    if !else_actions.is_empty() {
+                        action = format!("{action} ELSE {}", text(else_actions));
+                    }
+                    (self.text(cond.span).to_string(), action)
+                }
+                RuleKind::For { var, iterable, .. } => (
+                    format!("FOR {var} IN {}", self.text(iterable.span)),
+                    String::new(),
+                ),
+                RuleKind::While { cond, .. } => {
+                    (format!("WHILE {}", self.text(cond.span)), String::new())
+                }
+            };
+            out.push(RuleSummary {
+                id: r.id.to_string(),
+                line: r.span.line,
+                condition,
+                action,
+            });
+        });
+        out
+    }
+}

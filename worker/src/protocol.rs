@@ -1,0 +1,245 @@
+//! The supervisor↔worker wire protocol: serde types encoded with `postcard`
+//! in length-prefixed frames (a little-endian `u32` length, then the payload)
+//! with a hard maximum size, over a Unix socket pair.
+//!
+//! A conversation: the worker applies its sandbox, sends `Reply::Ready`, then
+//! answers each `Request` with exactly one `Reply` carrying the same id.
+
+use omni::options::{EvalLimits, Features, Profile};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+/// Largest request frame: a 100 KB policy and a 100 KB context with room to spare.
+pub const MAX_REQUEST_FRAME: usize = 1 << 20;
+/// Largest reply frame (a traced decision can be large).
+pub const MAX_REPLY_FRAME: usize = 16 << 20;
+
+/// Exit code of a worker that received a malformed or oversized frame.
+pub const EXIT_PROTOCOL_ERROR: i32 = 65;
+/// Exit code of a worker that could not apply its sandbox.
+pub const EXIT_SANDBOX_FAILED: i32 = 66;
+/// Exit code of a worker started with bad arguments.
+pub const EXIT_USAGE: i32 = 64;
+
+/// The policy to evaluate: its text, or only its id when the worker has it cached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PolicySource {
+    Text { policy_id: String, text: String },
+    Cached { policy_id: String },
+}
+
+impl PolicySource {
+    pub fn policy_id(&self) -> &str {
+        match self {
+            PolicySource::Text { policy_id, .. } | PolicySource::Cached { policy_id } => policy_id,
+        }
+    }
+}
+
+/// Per-request options (the supervisor fills them from its configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestOptions {
+    pub profile: Profile,
+    pub trace: bool,
+    pub features: Features,
+    pub limits: EvalLimits,
+    pub max_context_bytes: usize,
+    pub max_context_depth: usize,
+    pub max_context_items: usize,
+    pub max_expr_depth: usize,
+    pub max_block_depth: usize,
+}
+
+impl Default for RequestOptions {
+    fn default() -> Self {
+        let ctx = omni::ContextLimits::default();
+        let nest = omni::parser::NestingLimits::default();
+        RequestOptions {
+            profile: Profile::Strict,
+            trace: false,
+            features: Features::default(),
+            limits: EvalLimits::default(),
+            max_context_bytes: ctx.max_bytes,
+            max_context_depth: ctx.max_depth,
+            max_context_items: ctx.max_items,
+            max_expr_depth: nest.expr_depth,
+            max_block_depth: nest.block_depth,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    pub policy: PolicySource,
+    /// The context as raw JSON bytes, parsed inside the sandbox. `None`: check only.
+    pub context: Option<Vec<u8>>,
+    /// The evaluation's `now`, nanoseconds since the Unix epoch.
+    pub now_unix_nanos: i64,
+    pub options: RequestOptions,
+}
+
+/// Phase timings measured in the worker, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    pub parse_us: u64,
+    pub check_us: u64,
+    pub context_us: u64,
+    pub eval_us: u64,
+}
+
+/// A policy was processed (it may have errors; then `decision_json` is `None`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub id: u64,
+    pub policy_id: String,
+    /// The compiled policy came from the worker's cache (parse and check skipped).
+    pub cache_hit: bool,
+    /// Check diagnostics, as JSON objects of SERVICE.md §2, in order.
+    pub diagnostics_json: String,
+    pub has_errors: bool,
+    /// The legacy `rules` list of the response, as JSON.
+    pub rules_json: String,
+    /// The fired action names (legacy `actions` of the response).
+    pub actions: Vec<String>,
+    /// The decision of LANGUAGE.md §8 as JSON, when evaluated.
+    pub decision_json: Option<String>,
+    pub timings: Timings,
+}
+
+/// Error codes a worker can answer with (SERVICE.md §2 spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    BudgetExceeded,
+    ValueTooLarge,
+    InvalidContext,
+    ContextTooLarge,
+    ContextTooDeep,
+    PolicyTooLarge,
+    /// `PolicySource::Cached` named a policy this worker does not hold: resend the text.
+    PolicyNotCached,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BudgetExceeded => "budget_exceeded",
+            ErrorCode::ValueTooLarge => "value_too_large",
+            ErrorCode::InvalidContext => "invalid_context",
+            ErrorCode::ContextTooLarge => "context_too_large",
+            ErrorCode::ContextTooDeep => "context_too_deep",
+            ErrorCode::PolicyTooLarge => "policy_too_large",
+            ErrorCode::PolicyNotCached => "policy_not_cached",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn from_code(code: &str) -> ErrorCode {
+        match code {
+            "budget_exceeded" => ErrorCode::BudgetExceeded,
+            "value_too_large" => ErrorCode::ValueTooLarge,
+            "invalid_context" => ErrorCode::InvalidContext,
+            "context_too_large" => ErrorCode::ContextTooLarge,
+            "context_too_deep" => ErrorCode::ContextTooDeep,
+            "policy_too_large" => ErrorCode::PolicyTooLarge,
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub id: u64,
+    pub code: ErrorCode,
+    /// A user-facing message (no paths, pids or internals).
+    pub message: String,
+    pub timings: Timings,
+}
+
+/// What the sandbox actually applied, for the supervisor to log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxReport {
+    pub enabled: bool,
+    pub seccomp: bool,
+    pub no_new_privs: bool,
+    pub dumpable_off: bool,
+    pub uid: u32,
+    pub gid: u32,
+    pub dropped_privileges: bool,
+    pub namespaces: Vec<String>,
+    /// `(name, soft limit)` of each rlimit set.
+    pub rlimits: Vec<(String, u64)>,
+    pub closed_fds: u32,
+    /// Steps that were skipped because they are not permitted here.
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// First frame: the sandbox is in place and the worker takes requests.
+    Ready(SandboxReport),
+    Done(Box<Outcome>),
+    Failed(Failure),
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("the peer closed the connection")]
+    Closed,
+    #[error("frame of {0} bytes is over the limit")]
+    TooLarge(usize),
+    #[error("malformed frame")]
+    Malformed,
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Encodes `msg` as one frame into `buf` (cleared first) — reuse `buf` to avoid allocations.
+pub fn encode_frame<T: Serialize>(msg: &T, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    buf.clear();
+    buf.extend_from_slice(&[0, 0, 0, 0]);
+    let out = postcard::to_extend(msg, std::mem::take(buf)).map_err(|_| FrameError::Malformed)?;
+    *buf = out;
+    let len = (buf.len() - 4) as u32;
+    buf[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// Writes one frame.
+pub fn write_frame<T: Serialize, W: Write>(
+    w: &mut W,
+    msg: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    encode_frame(msg, buf)?;
+    w.write_all(buf)?;
+    Ok(())
+}
+
+/// Reads one frame of at most `max` payload bytes; `buf` is reused.
+pub fn read_frame<T: DeserializeOwned, R: Read>(
+    r: &mut R,
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> Result<T, FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(FrameError::Io(e)),
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > max {
+        return Err(FrameError::TooLarge(n));
+    }
+    buf.clear();
+    buf.resize(n, 0);
+    match r.read_exact(buf) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Malformed),
+        Err(e) => return Err(FrameError::Io(e)),
+    }
+    postcard::from_bytes(buf).map_err(|_| FrameError::Malformed)
+}
