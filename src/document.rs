@@ -280,7 +280,7 @@ pub fn parse_document(src: &str, nesting: NestingLimits, diags: &mut Vec<Diagnos
                 .iter()
                 .all(|t| matches!(t.tok, Tok::Newline | Tok::Eof));
             if !only_layout {
-                let mut p = Parser::new(&toks, diags, nesting, &mut next_rule_id);
+                let mut p = Parser::new(src, &toks, diags, nesting, &mut next_rule_id);
                 let mut rules = p.parse_section();
                 doc.rules.append(&mut rules);
             }
@@ -635,7 +635,7 @@ pub fn context_value(text: &str) -> (Value, bool) {
     if d.is_empty() && toks.len() > 1 {
         let mut id = 0;
         let mut pd = Vec::new();
-        let mut p = Parser::new(&toks, &mut pd, NestingLimits::default(), &mut id);
+        let mut p = Parser::new(text, &toks, &mut pd, NestingLimits::default(), &mut id);
         if let Ok(e) = p.expr() {
             let at_end = toks
                 .iter()

@@ -663,8 +663,8 @@ impl<'p> Evaluator<'p> {
     }
 
     fn mismatch(&mut self, what: &str, l: &Value, r: &Value, le: &Expr, re: &Expr) {
-        let code = match (l, r) {
-            (Value::Qty(_, a), Value::Qty(_, b)) if a.dim() != b.dim() => "dimension_mismatch",
+        let code = match (numeric_operand(l), numeric_operand(r)) {
+            (Some((_, Some(a))), Some((_, Some(b)))) if a.dim() != b.dim() => "dimension_mismatch",
             _ => "type_mismatch",
         };
         let msg = format!(

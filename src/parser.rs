@@ -28,6 +28,7 @@ impl Default for NestingLimits {
 }
 
 pub struct Parser<'a> {
+    src: &'a str,
     toks: &'a [Token],
     pos: usize,
     diags: &'a mut Vec<Diagnostic>,
@@ -42,12 +43,14 @@ type PResult<T> = Result<T, ()>;
 
 impl<'a> Parser<'a> {
     pub fn new(
+        src: &'a str,
         toks: &'a [Token],
         diags: &'a mut Vec<Diagnostic>,
         limits: NestingLimits,
         next_top_id: &'a mut u32,
     ) -> Parser<'a> {
         Parser {
+            src,
             toks,
             pos: 0,
             diags,
@@ -116,10 +119,19 @@ impl<'a> Parser<'a> {
         let t = self.peek_tok().clone();
         let msg = format!("expected {expected}, found {}", t.tok.describe());
         let span = if t.tok == Tok::Newline || t.tok == Tok::Eof {
-            // Point at the end of the previous token: that is where something is missing.
+            // Point just after the previous token: that is where something is missing.
             let p = self.prev_span();
-            let (line, col) = (p.line, p.column + (p.end - p.start));
-            Span::new(p.end as usize, p.end as usize, line, col)
+            let prev_is_newline = self.pos > 0 && self.toks[self.pos - 1].tok == Tok::Newline;
+            if prev_is_newline || self.pos == 0 {
+                Span::new(p.start as usize, p.start as usize, p.line, p.column)
+            } else {
+                let width = self
+                    .src
+                    .get(p.range())
+                    .map(|t| t.chars().count())
+                    .unwrap_or(0) as u32;
+                Span::new(p.end as usize, p.end as usize, p.line, p.column + width)
+            }
         } else {
             t.span
         };
