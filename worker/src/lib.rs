@@ -4,11 +4,14 @@
 //! child calls [`run_worker`], which applies the sandbox to itself and then
 //! answers requests one at a time on fd 3 until the supervisor hangs up.
 
+pub mod cache;
 pub mod process;
 pub mod protocol;
+pub mod sandbox;
 pub mod worker;
 
 pub use process::{config_from_args, spawn_worker, WorkerProcess, WORKER_FD};
+pub use sandbox::{apply_sandbox, SandboxError};
 pub use worker::run_worker;
 
 use serde::{Deserialize, Serialize};

@@ -2,7 +2,9 @@
 //! binary in worker mode with its end of the socket on fd 3, and the
 //! configuration as one JSON argument after `--worker-config`.
 
-use crate::protocol::{read_frame, FrameError, Reply, SandboxReport, MAX_REPLY_FRAME};
+use crate::protocol::{
+    read_frame, write_frame, FrameError, Reply, Request, SandboxReport, MAX_REPLY_FRAME,
+};
 use crate::WorkerConfig;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -35,6 +37,13 @@ impl WorkerProcess {
             Reply::Ready(r) => Ok(r),
             _ => Err(FrameError::Malformed),
         }
+    }
+
+    /// Sends one request and reads its reply (a convenience for tests and
+    /// tools; `buf` is reused for both directions).
+    pub fn call(&mut self, req: &Request, buf: &mut Vec<u8>) -> Result<Reply, FrameError> {
+        write_frame(&mut self.stream, req, buf)?;
+        read_frame(&mut self.stream, MAX_REPLY_FRAME, buf)
     }
 }
 

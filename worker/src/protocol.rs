@@ -218,17 +218,35 @@ pub fn write_frame<T: Serialize, W: Write>(
     Ok(())
 }
 
+/// Decodes one payload: the whole of `bytes` must be exactly one message
+/// (trailing bytes make the frame malformed).
+pub fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((msg, [])) => Ok(msg),
+        _ => Err(FrameError::Malformed),
+    }
+}
+
 /// Reads one frame of at most `max` payload bytes; `buf` is reused.
+///
+/// A clean end of stream before the first byte of a frame is
+/// [`FrameError::Closed`]; an end of stream inside a frame (its length or its
+/// payload) is [`FrameError::Malformed`].
 pub fn read_frame<T: DeserializeOwned, R: Read>(
     r: &mut R,
     max: usize,
     buf: &mut Vec<u8>,
 ) -> Result<T, FrameError> {
     let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
-        Err(e) => return Err(FrameError::Io(e)),
+    let mut got = 0;
+    while got < len.len() {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Err(FrameError::Closed),
+            Ok(0) => return Err(FrameError::Malformed),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
     }
     let n = u32::from_le_bytes(len) as usize;
     if n > max {
@@ -241,5 +259,89 @@ pub fn read_frame<T: DeserializeOwned, R: Read>(
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Malformed),
         Err(e) => return Err(FrameError::Io(e)),
     }
-    postcard::from_bytes(buf).map_err(|_| FrameError::Malformed)
+    decode_payload(buf)
+}
+
+/// A buffered frame reader: one `recv` usually brings a whole frame (length
+/// and payload), where [`read_frame`] needs two. The buffer is reused across
+/// frames and never grows past `max + 4` bytes.
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    /// Start of the unread bytes in `buf`.
+    start: usize,
+    /// End of the unread bytes in `buf`.
+    end: usize,
+    max: usize,
+}
+
+impl FrameReader {
+    /// A reader for frames of at most `max` payload bytes.
+    pub fn new(max: usize) -> FrameReader {
+        FrameReader {
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+            max,
+        }
+    }
+
+    /// Bytes received but not yet consumed (part of a later frame).
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Makes at least `want` unread bytes available, reading as much as the
+    /// peer has sent in each call. `Ok(false)`: end of stream first.
+    fn fill<R: Read>(&mut self, r: &mut R, want: usize) -> Result<bool, FrameError> {
+        if self.end - self.start >= want {
+            return Ok(true);
+        }
+        if self.start + want > self.buf.len() {
+            // Move the unread bytes to the front, then grow if still short.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if want > self.buf.len() {
+                self.buf.resize(want, 0);
+            }
+        }
+        while self.end - self.start < want {
+            match r.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FrameError::Io(e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads and decodes the next frame.
+    pub fn read<T: DeserializeOwned, R: Read>(&mut self, r: &mut R) -> Result<T, FrameError> {
+        if !self.fill(r, 4)? {
+            return Err(if self.buffered() == 0 {
+                FrameError::Closed
+            } else {
+                FrameError::Malformed
+            });
+        }
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&self.buf[self.start..self.start + 4]);
+        let n = u32::from_le_bytes(len) as usize;
+        if n > self.max {
+            return Err(FrameError::TooLarge(n));
+        }
+        if !self.fill(r, 4 + n)? {
+            return Err(FrameError::Malformed);
+        }
+        let payload = &self.buf[self.start + 4..self.start + 4 + n];
+        let msg = decode_payload(payload);
+        self.start += 4 + n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        msg
+    }
 }

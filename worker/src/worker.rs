@@ -1,62 +1,183 @@
-//! The worker loop: single thread, no async runtime. Reads a request,
-//! compiles (or takes the cached policy), parses the context inside the
-//! sandbox, evaluates, and replies with exactly one frame per request.
+//! The worker loop: single thread, no async runtime. Applies the sandbox,
+//! says `Ready`, then for each request compiles the policy (or takes it from
+//! the cache), parses the context inside the sandbox, evaluates, and replies
+//! with exactly one frame per request.
 
+use crate::cache::{CacheStats, PolicyCache};
 use crate::protocol::*;
+use crate::sandbox::apply_sandbox;
 use crate::WorkerConfig;
 use omni::options::{CheckOptions, EvalOptions};
-use omni::{Context, ContextLimits, Timestamp};
+use omni::{CompiledPolicy, Context, ContextLimits, Timestamp};
+use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Runs the worker on the socket `fd` until the supervisor closes it.
-/// Never returns: exits 0 on a clean close, `EXIT_PROTOCOL_ERROR` on a bad frame.
+///
+/// Never returns. Exits 0 when the supervisor closes the socket,
+/// [`EXIT_PROTOCOL_ERROR`] on a malformed, truncated or oversized frame (or
+/// when a reply cannot be written), [`EXIT_SANDBOX_FAILED`] when the sandbox
+/// of `config` cannot be applied, [`EXIT_USAGE`] when `fd` is not open.
 pub fn run_worker(fd: i32, config: WorkerConfig) -> ! {
-    // SAFETY: the supervisor hands this process exactly one socket on `fd`;
-    // nothing else owns it.
-    let mut stream = unsafe { UnixStream::from_raw_fd(fd) };
-    let report = SandboxReport {
-        enabled: false,
-        ..SandboxReport::default()
+    install_panic_hook();
+    // SAFETY: F_GETFD only queries the descriptor's flags.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        eprintln!("omni-worker: no socket on fd {fd}");
+        std::process::exit(EXIT_USAGE);
+    }
+    let mut state = WorkerState::new(&config);
+    let report = match apply_sandbox(&config.sandbox, &[fd]) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("omni-worker: cannot apply the sandbox: {e}");
+            std::process::exit(EXIT_SANDBOX_FAILED);
+        }
     };
+    // SAFETY: the supervisor hands this process exactly one socket on `fd`
+    // (checked open above); nothing else in the process owns it.
+    let mut stream = unsafe { UnixStream::from_raw_fd(fd) };
     let mut out = Vec::with_capacity(64 * 1024);
     if write_frame(&mut stream, &Reply::Ready(report), &mut out).is_err() {
         std::process::exit(EXIT_PROTOCOL_ERROR);
     }
-    let mut state = WorkerState::new(&config);
-    let mut inbuf = Vec::with_capacity(64 * 1024);
+    let mut reader = FrameReader::new(MAX_REQUEST_FRAME);
     loop {
-        let req: Request = match read_frame(&mut stream, MAX_REQUEST_FRAME, &mut inbuf) {
+        let req: Request = match reader.read(&mut stream) {
             Ok(r) => r,
             Err(FrameError::Closed) => std::process::exit(0),
             Err(_) => std::process::exit(EXIT_PROTOCOL_ERROR),
         };
-        let reply = state.handle(req);
-        if write_frame(&mut stream, &reply, &mut out).is_err() {
+        let reply = state.handle_guarded(req);
+        if encode_reply(&reply, &mut out).is_err() || stream.write_all(&out).is_err() {
             std::process::exit(EXIT_PROTOCOL_ERROR);
         }
     }
 }
 
+/// Encodes a reply; one over [`MAX_REPLY_FRAME`] becomes a `value_too_large`
+/// failure (the supervisor would refuse the frame and count a crash).
+fn encode_reply(reply: &Reply, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    encode_frame(reply, out)?;
+    if out.len() - 4 > MAX_REPLY_FRAME {
+        let (id, timings) = match reply {
+            Reply::Done(o) => (o.id, o.timings),
+            Reply::Failed(f) => (f.id, f.timings),
+            Reply::Ready(_) => (0, Timings::default()),
+        };
+        let small = Reply::Failed(Failure {
+            id,
+            code: ErrorCode::ValueTooLarge,
+            message: "the decision is larger than the reply limit".into(),
+            timings,
+        });
+        encode_frame(&small, out)?;
+    }
+    Ok(())
+}
+
+/// A panic hook that says where, never what: the payload can quote policy
+/// or context data, which is not logged (SERVICE.md §5). No backtrace (it
+/// would open files, which the filter refuses).
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let (file, line) = info
+            .location()
+            .map(|l| (l.file(), l.line()))
+            .unwrap_or(("?", 0));
+        let _ = writeln!(
+            std::io::stderr(),
+            "omni-worker: internal error (panic at {file}:{line})"
+        );
+    }));
+}
+
+/// A compiled policy as cached: with the options it was checked under and
+/// the parts of a reply that depend only on the policy.
+#[derive(Debug)]
+pub struct CachedPolicy {
+    pub policy: Arc<CompiledPolicy>,
+    pub options: CheckOptions,
+    /// Warnings and notes (a cached policy has no errors).
+    pub diagnostics_json: String,
+    pub rules_json: String,
+}
+
+impl CachedPolicy {
+    fn approx_bytes(&self, key: &str) -> usize {
+        self.policy.approx_bytes()
+            + self.diagnostics_json.len()
+            + self.rules_json.len()
+            + key.len()
+            + std::mem::size_of::<Self>()
+    }
+
+    /// Whether this entry was checked under the options of `o`.
+    fn checked_as(&self, o: &RequestOptions) -> bool {
+        let c = &self.options;
+        c.profile == o.profile
+            && c.features == o.features
+            && c.max_expr_depth == Some(o.max_expr_depth)
+            && c.max_block_depth == Some(o.max_block_depth)
+    }
+}
+
 /// Per-worker state: the compiled-policy cache.
 pub struct WorkerState {
-    cache: Vec<(String, Arc<omni::CompiledPolicy>)>,
-    max_entries: usize,
+    cache: PolicyCache,
+    panics: u64,
 }
 
 impl WorkerState {
     pub fn new(config: &WorkerConfig) -> WorkerState {
         WorkerState {
-            cache: Vec::new(),
-            max_entries: config.cache_entries.max(1),
+            cache: PolicyCache::new(config.cache_entries, config.cache_bytes),
+            panics: 0,
+        }
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
+    /// Panics caught so far.
+    pub fn panics(&self) -> u64 {
+        self.panics
+    }
+
+    /// [`handle`](Self::handle), with a panic turned into an `internal`
+    /// failure for that request only. The cache is emptied after a panic
+    /// (nothing suggests it is damaged, but it costs only recompiles).
+    pub fn handle_guarded(&mut self, req: Request) -> Reply {
+        let id = req.id;
+        match catch_unwind(AssertUnwindSafe(|| self.handle(req))) {
+            Ok(reply) => reply,
+            Err(_) => {
+                self.panics += 1;
+                self.cache.clear();
+                Reply::Failed(Failure {
+                    id,
+                    code: ErrorCode::Internal,
+                    message: "internal error".into(),
+                    timings: Timings::default(),
+                })
+            }
         }
     }
 
     /// Answers one request.
     pub fn handle(&mut self, req: Request) -> Reply {
-        let mut timings = Timings::default();
         let id = req.id;
         let fail = |code: ErrorCode, message: String, timings: Timings| {
             Reply::Failed(Failure {
@@ -66,29 +187,35 @@ impl WorkerState {
                 timings,
             })
         };
-        let opts = CheckOptions {
-            profile: req.options.profile,
-            features: req.options.features.clone(),
-            max_expr_depth: Some(req.options.max_expr_depth),
-            max_block_depth: Some(req.options.max_block_depth),
+        let mut timings = Timings::default();
+        let Request {
+            policy: source,
+            context,
+            now_unix_nanos,
+            options,
+            ..
+        } = req;
+        let (policy_id, text) = match source {
+            PolicySource::Text { policy_id, text } => (policy_id, Some(text)),
+            PolicySource::Cached { policy_id } => (policy_id, None),
         };
-        let policy_id = req.policy.policy_id().to_string();
-        let cached = self.cache.iter().position(|(k, _)| *k == policy_id);
-        let (policy, cache_hit, diagnostics_json, has_errors) = match (&req.policy, cached) {
-            (_, Some(i)) => {
-                let entry = self.cache.remove(i);
-                let p = entry.1.clone();
-                self.cache.push(entry);
-                (Some(p), true, "[]".to_string(), false)
-            }
-            (PolicySource::Cached { .. }, None) => {
+
+        // A cache hit skips parse and check. An entry checked under other
+        // options does not count (a lenient compile must not serve strict).
+        let hit = self
+            .cache
+            .get(policy_id.as_str())
+            .filter(|c| c.checked_as(&options));
+        let (cached, cache_hit, compiled_diags) = match (hit, text) {
+            (Some(c), _) => (Some(c), true, None),
+            (None, None) => {
                 return fail(
                     ErrorCode::PolicyNotCached,
                     "the policy is not cached".into(),
                     timings,
                 )
             }
-            (PolicySource::Text { text, .. }, None) => {
+            (None, Some(text)) => {
                 if text.len() > omni::DEFAULT_MAX_POLICY_BYTES {
                     return fail(
                         ErrorCode::PolicyTooLarge,
@@ -96,84 +223,120 @@ impl WorkerState {
                         timings,
                     );
                 }
-                let compiled = omni::compile(text, &opts);
-                timings.parse_us = compiled.parse_time.as_micros() as u64;
-                timings.check_us = compiled.check_time.as_micros() as u64;
+                let opts = CheckOptions {
+                    profile: options.profile,
+                    features: options.features.clone(),
+                    max_expr_depth: Some(options.max_expr_depth),
+                    max_block_depth: Some(options.max_block_depth),
+                };
+                let compiled = omni::compile(&text, &opts);
+                timings.parse_us = micros(compiled.parse_time);
+                timings.check_us = micros(compiled.check_time);
                 let diags: Vec<_> = compiled
                     .diagnostics
                     .iter()
-                    .map(|d| d.to_json(text, &compiled.line_index))
+                    .map(|d| d.to_json(&text, &compiled.line_index))
                     .collect();
-                let dj = serde_json::to_string(&diags).unwrap_or_else(|_| "[]".into());
-                let has_errors = compiled.has_errors();
-                // Only policies without diagnostics are cached, so a cache
-                // hit never hides a warning.
-                if let Some(p) = &compiled.policy {
-                    if compiled.diagnostics.is_empty() {
-                        if self.cache.len() >= self.max_entries {
-                            self.cache.remove(0);
-                        }
-                        self.cache.push((policy_id.clone(), p.clone()));
+                let diagnostics_json =
+                    serde_json::to_string(&diags).unwrap_or_else(|_| "[]".into());
+                match compiled.policy {
+                    Some(policy) => {
+                        let rules_json = serde_json::to_string(&policy.rule_summaries())
+                            .unwrap_or_else(|_| "[]".into());
+                        let entry = Arc::new(CachedPolicy {
+                            policy,
+                            options: opts,
+                            diagnostics_json,
+                            rules_json,
+                        });
+                        let key: Arc<str> = Arc::from(policy_id.as_str());
+                        let bytes = entry.approx_bytes(&key);
+                        self.cache.insert(key, entry.clone(), bytes);
+                        (Some(entry), false, None)
                     }
+                    // Errors: nothing to cache or evaluate.
+                    None => (None, false, Some(diagnostics_json)),
                 }
-                (compiled.policy, false, dj, has_errors)
             }
         };
-        let rules_json = policy
-            .as_ref()
-            .map(|p| serde_json::to_string(&p.rule_summaries()).unwrap_or_else(|_| "[]".into()))
-            .unwrap_or_else(|| "[]".into());
+        let Some(cached) = cached else {
+            return Reply::Done(Box::new(Outcome {
+                id,
+                policy_id,
+                cache_hit,
+                diagnostics_json: compiled_diags.unwrap_or_else(|| "[]".into()),
+                has_errors: true,
+                rules_json: "[]".into(),
+                actions: Vec::new(),
+                decision_json: None,
+                timings,
+            }));
+        };
         let mut outcome = Outcome {
             id,
             policy_id,
             cache_hit,
-            diagnostics_json,
-            has_errors,
-            rules_json,
+            diagnostics_json: cached.diagnostics_json.clone(),
+            has_errors: false,
+            rules_json: cached.rules_json.clone(),
             actions: Vec::new(),
             decision_json: None,
             timings,
         };
-        let (Some(policy), Some(ctx_bytes)) = (policy, req.context.as_ref()) else {
+        let Some(ctx_bytes) = context else {
             return Reply::Done(Box::new(outcome));
         };
+
         let t = Instant::now();
         let limits = ContextLimits {
-            max_bytes: req.options.max_context_bytes,
-            max_depth: req.options.max_context_depth,
-            max_items: req.options.max_context_items,
+            max_bytes: options.max_context_bytes,
+            max_depth: options.max_context_depth,
+            max_items: options.max_context_items,
         };
-        let ctx = match Context::from_json(ctx_bytes, &limits) {
+        let ctx = match Context::from_json(&ctx_bytes, &limits) {
             Ok(c) => c,
             Err(e) => {
+                outcome.timings.context_us = micros(t.elapsed());
                 return fail(
                     ErrorCode::from_code(e.code()),
                     e.to_string(),
                     outcome.timings,
-                )
+                );
             }
         };
-        outcome.timings.context_us = t.elapsed().as_micros() as u64;
+        outcome.timings.context_us = micros(t.elapsed());
+
         let t = Instant::now();
         let eval_opts = EvalOptions {
-            limits: req.options.limits,
-            trace: req.options.trace,
+            limits: options.limits,
+            trace: options.trace,
         };
-        match omni::evaluate(&policy, &ctx, Timestamp(req.now_unix_nanos), &eval_opts) {
+        let result = omni::evaluate(&cached.policy, &ctx, Timestamp(now_unix_nanos), &eval_opts);
+        outcome.timings.eval_us = micros(t.elapsed());
+        match result {
             Ok(d) => {
-                outcome.timings.eval_us = t.elapsed().as_micros() as u64;
                 outcome.actions = d.actions.iter().map(|a| a.name.to_string()).collect();
-                outcome.decision_json = serde_json::to_string(&d).ok();
+                match serde_json::to_string(&d) {
+                    Ok(json) => outcome.decision_json = Some(json),
+                    Err(_) => {
+                        return fail(
+                            ErrorCode::Internal,
+                            "the decision could not be encoded".into(),
+                            outcome.timings,
+                        )
+                    }
+                }
                 Reply::Done(Box::new(outcome))
             }
-            Err(e) => {
-                outcome.timings.eval_us = t.elapsed().as_micros() as u64;
-                fail(
-                    ErrorCode::from_code(e.code()),
-                    e.to_string(),
-                    outcome.timings,
-                )
-            }
+            Err(e) => fail(
+                ErrorCode::from_code(e.code()),
+                e.to_string(),
+                outcome.timings,
+            ),
         }
     }
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
