@@ -1,1 +1,360 @@
-fn main() {}
+//! `omnid`: the Omni evaluation service (SERVICE.md).
+//!
+//! One binary, two roles. Started with `--worker-config` it is a worker:
+//! it confines itself and evaluates requests on fd 3, with no runtime and no
+//! threads. Otherwise it is the supervisor: it reads the configuration,
+//! starts the workers, then opens the HTTP listener.
+
+#![recursion_limit = "256"]
+
+mod api;
+mod app;
+mod auth;
+mod config;
+mod http;
+mod ids;
+mod limits;
+mod logging;
+mod metrics;
+mod openapi;
+mod pool;
+mod restart;
+mod signals;
+mod systemd;
+mod validate;
+
+use app::{App, Settings};
+use auth::TokenTable;
+use clap::Parser;
+use config::{Config, LogFormat, SandboxMode};
+use metrics::Metrics;
+use pool::WorkerPool;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `omnid <version>`, with the git revision when the build provided one.
+fn version() -> &'static str {
+    match option_env!("OMNI_GIT_REV") {
+        Some(rev) if !rev.is_empty() => {
+            Box::leak(format!("{} ({rev})", env!("CARGO_PKG_VERSION")).into_boxed_str())
+        }
+        _ => env!("CARGO_PKG_VERSION"),
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "omnid",
+    version = version(),
+    about = "The Omni policy evaluation service",
+    after_help = "Every configuration key can be overridden with OMNID_<KEY PATH>, e.g. OMNID_LISTEN, OMNID_WORKERS, OMNID_LIMITS_FUEL."
+)]
+struct Cli {
+    /// The TOML configuration file (default: built-in defaults; also OMNID_CONFIG).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Validate the configuration, print the effective one as TOML, and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Override `listen` (e.g. 127.0.0.1:0 for any free port).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Read a token on standard input and print the SHA-256 line to put in
+    /// the tokens file (`TENANT <hash>`).
+    #[arg(long, value_name = "TENANT")]
+    hash_token: Option<String>,
+    /// Override `log.format`.
+    #[arg(long, value_name = "FORMAT", value_parser = ["json", "pretty"])]
+    log_format: Option<String>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // Worker mode first: nothing else may run before the worker confines itself.
+    if let Some(cfg) = omni_worker::config_from_args(&args) {
+        match cfg {
+            Ok(cfg) => {
+                signals::ignore_in_worker();
+                omni_worker::run_worker(omni_worker::WORKER_FD, cfg)
+            }
+            Err(e) => {
+                eprintln!("omnid worker: {e}");
+                std::process::exit(omni_worker::protocol::EXIT_USAGE)
+            }
+        }
+    }
+    let cli = Cli::parse();
+    std::process::exit(run(cli));
+}
+
+/// Loads the configuration with the command line's overrides applied.
+fn load_config(cli: &Cli) -> Result<Config, String> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let mut c = config::load(cli.config.as_deref(), &env).map_err(|e| e.to_string())?;
+    if let Some(l) = &cli.listen {
+        c.listen = l.clone();
+    }
+    if let Some(f) = &cli.log_format {
+        c.log.format = if f == "pretty" {
+            LogFormat::Pretty
+        } else {
+            LogFormat::Json
+        };
+    }
+    config::validate(&c).map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+fn load_tokens(c: &Config) -> Result<TokenTable, String> {
+    if !c.auth.enabled {
+        return Ok(TokenTable::default());
+    }
+    TokenTable::load(std::path::Path::new(&c.auth.tokens_file))
+        .map_err(|e| format!("`auth.tokens_file`: {e}"))
+}
+
+fn run(cli: Cli) -> i32 {
+    if let Some(tenant) = &cli.hash_token {
+        if !config::valid_tenant_name(tenant) {
+            eprintln!("omnid: tenant names are 1-64 characters of [A-Za-z0-9._-]");
+            return 1;
+        }
+        let mut token = String::new();
+        if std::io::stdin().read_line(&mut token).is_err() || token.trim().is_empty() {
+            eprintln!("omnid: expected a token on standard input");
+            return 1;
+        }
+        println!("{tenant} {}", auth::token_hash_hex(token.trim()));
+        return 0;
+    }
+    let config = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("omnid: configuration error: {e}");
+            return 1;
+        }
+    };
+    let tokens = match load_tokens(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("omnid: configuration error: {e}");
+            return 1;
+        }
+    };
+    if cli.check_config {
+        print!("{}", config.to_toml());
+        eprintln!("omnid: configuration is valid");
+        return 0;
+    }
+    let log = logging::init(config.log.format, &config.log.level);
+    if config.sandbox == SandboxMode::Off {
+        tracing::warn!("sandbox = \"off\": workers run WITHOUT seccomp, rlimits or privilege drop; never use this in production");
+    }
+    if config.auth.enabled {
+        tracing::info!(tokens = tokens.len(), "auth on: bearer tokens required");
+    }
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let started = Instant::now();
+    let pool = match WorkerPool::start(config.clone(), metrics.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "start-up failed");
+            eprintln!("omnid: start-up failed: {e}");
+            return 1;
+        }
+    };
+    let sandbox_line = sandbox_summary(&config, &pool.sandbox);
+    let workers_ready = format!(
+        "workers ready: {n}/{n} in {} ms",
+        started.elapsed().as_millis(),
+        n = pool.size()
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("omnid-http")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("omnid: cannot start the runtime: {}", e.kind());
+            pool.shutdown(Duration::from_secs(2));
+            return 1;
+        }
+    };
+    let app = Arc::new(App::new(
+        Settings::new(config.clone(), tokens),
+        pool,
+        metrics,
+    ));
+    let code = runtime.block_on(serve(cli, app.clone(), log, workers_ready, sandbox_line));
+    let drain = Duration::from_millis(app.settings().config.drain_timeout_ms);
+    let pool_app = app.clone();
+    // Retire the workers outside the runtime: it blocks on their exits.
+    pool_app.pool.shutdown(drain.min(Duration::from_secs(10)));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    tracing::info!(exit_code = code, "stopped");
+    code
+}
+
+fn sandbox_summary(c: &Config, r: &omni_worker::protocol::SandboxReport) -> (bool, String) {
+    if c.sandbox == SandboxMode::Off {
+        return (
+            false,
+            "sandbox: OFF (sandbox = \"off\" in the configuration)".into(),
+        );
+    }
+    if !r.enabled {
+        return (
+            false,
+            "sandbox: requested, but this worker build reports it as not applied".into(),
+        );
+    }
+    let rl: Vec<String> = r.rlimits.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let mut s = format!(
+        "sandbox: seccomp {}, no_new_privs {}, uid {} gid {}, rlimits [{}]",
+        if r.seccomp { "on" } else { "off" },
+        if r.no_new_privs { "on" } else { "off" },
+        r.uid,
+        r.gid,
+        rl.join(" ")
+    );
+    if !r.namespaces.is_empty() {
+        s.push_str(&format!(", namespaces [{}]", r.namespaces.join(" ")));
+    }
+    if !r.skipped.is_empty() {
+        s.push_str(&format!(", skipped [{}]", r.skipped.join("; ")));
+    }
+    (r.seccomp, s)
+}
+
+async fn serve(
+    cli: Cli,
+    app: Arc<App>,
+    log: logging::LogHandle,
+    workers_ready: String,
+    sandbox: (bool, String),
+) -> i32 {
+    let config = app.settings().config.clone();
+    let listener = match tokio::net::TcpListener::bind(config.listen_addr()).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %config.listen, error = %e.kind(), "cannot listen");
+            eprintln!("omnid: cannot listen on {}: {}", config.listen, e.kind());
+            return 1;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a.to_string(),
+        Err(_) => config.listen.clone(),
+    };
+    let mut signals = match signals::listen() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("omnid: cannot install signal handlers: {}", e.kind());
+            return 1;
+        }
+    };
+    // The three-line start-up summary.
+    tracing::info!(addr = %addr, "listening on {addr}");
+    tracing::info!(workers = app.pool.size(), "{workers_ready}");
+    if sandbox.0 {
+        tracing::info!("{}", sandbox.1);
+    } else {
+        tracing::warn!("{}", sandbox.1);
+    }
+    systemd::ready(&format!("listening on {addr}"));
+    if let Some(every) = systemd::watchdog_interval() {
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            loop {
+                t.tick().await;
+                systemd::watchdog();
+            }
+        });
+    }
+
+    let conns = Arc::new(http::Connections::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (close_tx, close_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(http::serve(
+        listener,
+        app.clone(),
+        conns.clone(),
+        stop_rx,
+        close_rx,
+    ));
+    let exit_code = loop {
+        tokio::select! {
+            ev = signals.recv() => match ev {
+                Some(signals::Event::Reload) => reload(&cli, &app, &log),
+                Some(signals::Event::Drain(sig)) => {
+                    tracing::info!(signal = sig, "draining");
+                    break 0;
+                }
+                None => break 0,
+            },
+            why = app.pool.fatal() => {
+                tracing::error!(reason = %why, "stopping: the worker pool cannot recover");
+                break 1;
+            }
+        }
+    };
+    // Drain: refuse new work, stop accepting, let in-flight requests finish.
+    app.start_draining();
+    systemd::stopping();
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let drain = Duration::from_millis(app.settings().config.drain_timeout_ms);
+    let until = Instant::now() + drain;
+    while app.inflight.current() > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if app.inflight.current() > 0 {
+        tracing::warn!(
+            inflight = app.inflight.current(),
+            "drain timeout: requests still in flight"
+        );
+    }
+    // Let answered requests' responses reach their clients, then close.
+    let _ = close_tx.send(true);
+    let until = Instant::now() + Duration::from_secs(2);
+    while conns.open() > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    exit_code
+}
+
+/// SIGHUP: re-reads the configuration and the tokens file, applies what can
+/// change live, and rolls the workers one at a time.
+fn reload(cli: &Cli, app: &App, log: &logging::LogHandle) {
+    let old = app.settings();
+    let new = match load_config(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed; keeping the running configuration");
+            return;
+        }
+    };
+    let tokens = match load_tokens(&new) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed; keeping the running configuration");
+            return;
+        }
+    };
+    let ignored = old.config.restart_only_changes(&new);
+    if !ignored.is_empty() {
+        tracing::warn!(
+            keys = %ignored.join(", "),
+            "these keys only change on restart; keeping their running values"
+        );
+    }
+    let merged = Arc::new(old.config.merge_live(&new));
+    log.set_level(&merged.log.level);
+    app.set_settings(Settings::new(merged.clone(), tokens));
+    app.pool.reload(merged);
+    tracing::info!("configuration reloaded; rolling workers one at a time");
+}

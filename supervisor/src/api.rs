@@ -1,0 +1,386 @@
+//! The HTTP API's types (SERVICE.md §2): the strict request schema, the
+//! response shapes, and [`ApiError`] — the one place where every failure is
+//! mapped to a status, an error code and a user-facing message. Messages
+//! never carry paths, pids, Rust type names or panic text.
+
+use crate::pool::{JobReply, JobResult};
+use crate::restart::RestartReason;
+use hyper::StatusCode;
+use omni_worker::protocol::{ErrorCode, Failure, Outcome};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::time::Duration;
+
+/// `POST /api/validate` body. Unknown fields are rejected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
+pub struct ValidateRequest<'a> {
+    pub code: String,
+    /// A JSON object, or a string holding one; kept as raw bytes (no tree).
+    #[serde(borrow, default)]
+    pub context: Option<&'a RawValue>,
+    /// RFC 3339; default: the time of receipt.
+    #[serde(default)]
+    pub now: Option<String>,
+    #[serde(default)]
+    pub options: Option<ValidateOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a JSON object"
+)]
+pub struct ValidateOptions {
+    pub strict: Option<bool>,
+    pub trace: Option<bool>,
+    /// Lowers the deadline; never raises it.
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimingsJson {
+    pub queue_us: u64,
+    pub parse_us: u64,
+    pub check_us: u64,
+    pub eval_us: u64,
+    pub total_us: u64,
+}
+
+/// The 200 answer; the worker's JSON is embedded as is.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidateResponse<'a> {
+    pub request_id: &'a str,
+    pub ok: bool,
+    pub policy_id: &'a str,
+    pub errors: Vec<&'a RawValue>,
+    pub warnings: Vec<&'a RawValue>,
+    pub rules: &'a RawValue,
+    pub actions: &'a [String],
+    pub decision: Option<&'a RawValue>,
+    pub timings: TimingsJson,
+    pub engine: &'a str,
+}
+
+#[derive(Deserialize)]
+struct SeverityPeek<'a> {
+    #[serde(borrow)]
+    severity: std::borrow::Cow<'a, str>,
+}
+
+/// Builds the 200 body from a worker's outcome without building a tree of
+/// the decision: only each diagnostic's `severity` is looked at.
+pub fn validate_body(
+    request_id: &str,
+    policy_id: &str,
+    o: &Outcome,
+    timings: TimingsJson,
+    engine: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let diags: Vec<&RawValue> =
+        serde_json::from_str(&o.diagnostics_json).map_err(|_| ApiError::Internal)?;
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    for d in diags {
+        let peek: SeverityPeek = serde_json::from_str(d.get()).map_err(|_| ApiError::Internal)?;
+        if peek.severity == "error" {
+            errors.push(d);
+        } else {
+            warnings.push(d);
+        }
+    }
+    let rules: &RawValue = serde_json::from_str(&o.rules_json).map_err(|_| ApiError::Internal)?;
+    let decision: Option<&RawValue> = match &o.decision_json {
+        Some(d) => Some(serde_json::from_str(d).map_err(|_| ApiError::Internal)?),
+        None => None,
+    };
+    let ok = !o.has_errors && errors.is_empty();
+    let body = ValidateResponse {
+        request_id,
+        ok,
+        policy_id,
+        errors,
+        warnings,
+        rules,
+        actions: &o.actions,
+        decision,
+        timings,
+        engine,
+    };
+    serde_json::to_vec(&body).map_err(|_| ApiError::Internal)
+}
+
+/// Every way a request can fail that is not about the policy itself.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidContext(String),
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    #[error("this token is not allowed to use the service")]
+    Forbidden,
+    #[error("the request body is larger than the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("the policy is larger than the limit of {0} bytes")]
+    PolicyTooLarge(usize),
+    #[error("the context is larger than the limit of {0} bytes")]
+    ContextTooLarge(usize),
+    #[error("{0}")]
+    ContextTooLargeMsg(String),
+    #[error("{0}")]
+    ContextTooDeep(String),
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("the evaluation ran past its deadline of {0} ms")]
+    Timeout(u64),
+    #[error("{0}")]
+    BudgetExceeded(String),
+    #[error("the evaluation ran out of memory")]
+    MemoryLimit,
+    #[error("{0}")]
+    ValueTooLarge(String),
+    #[error("this policy repeatedly stopped workers and is refused for {0} more seconds")]
+    PolicyQuarantined(u64),
+    #[error("too many requests; retry after {0} seconds")]
+    RateLimited(u64),
+    #[error("the evaluation stopped unexpectedly")]
+    WorkerCrashed,
+    #[error("an internal error occurred")]
+    Internal,
+    #[error("the service is at capacity; retry shortly")]
+    Overloaded,
+    #[error("no worker is available yet")]
+    NotReady,
+    #[error("the service is shutting down")]
+    Draining,
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed for this endpoint")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            InvalidJson(_) | InvalidRequest(_) | InvalidContext(_) => StatusCode::BAD_REQUEST,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            Forbidden => StatusCode::FORBIDDEN,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            BodyTooLarge(_)
+            | PolicyTooLarge(_)
+            | ContextTooLarge(_)
+            | ContextTooLargeMsg(_)
+            | ContextTooDeep(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Timeout(_) | BudgetExceeded(_) | MemoryLimit | ValueTooLarge(_)
+            | PolicyQuarantined(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            WorkerCrashed | Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Overloaded | NotReady | Draining => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            InvalidJson(_) => "invalid_json",
+            InvalidRequest(_) => "invalid_request",
+            InvalidContext(_) => "invalid_context",
+            Unauthorized => "unauthorized",
+            Forbidden => "forbidden",
+            BodyTooLarge(_) => "body_too_large",
+            PolicyTooLarge(_) => "policy_too_large",
+            ContextTooLarge(_) | ContextTooLargeMsg(_) => "context_too_large",
+            ContextTooDeep(_) => "context_too_deep",
+            UnsupportedMediaType => "unsupported_media_type",
+            Timeout(_) => "timeout",
+            BudgetExceeded(_) => "budget_exceeded",
+            MemoryLimit => "memory_limit",
+            ValueTooLarge(_) => "value_too_large",
+            PolicyQuarantined(_) => "policy_quarantined",
+            RateLimited(_) => "rate_limited",
+            WorkerCrashed => "worker_crashed",
+            Internal => "internal",
+            Overloaded => "overloaded",
+            NotReady => "not_ready",
+            Draining => "draining",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    /// Seconds for the `Retry-After` header, where one applies.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited(s) => Some(*s),
+            ApiError::Overloaded | ApiError::NotReady | ApiError::Draining => Some(1),
+            ApiError::PolicyQuarantined(s) => Some((*s).max(1)),
+            _ => None,
+        }
+    }
+
+    /// The user-facing message: bounded in length and free of control
+    /// characters, whatever the text came from.
+    pub fn message(&self) -> String {
+        let m = self.to_string();
+        let mut out: String = m.chars().filter(|c| !c.is_control()).take(300).collect();
+        if out.len() < m.len() && m.chars().count() > 300 {
+            out.push('…');
+        }
+        out
+    }
+
+    /// A failure the worker answered with.
+    pub fn from_failure(f: &Failure) -> ApiError {
+        let msg = f.message.clone();
+        match f.code {
+            ErrorCode::BudgetExceeded => ApiError::BudgetExceeded(msg),
+            ErrorCode::ValueTooLarge => ApiError::ValueTooLarge(msg),
+            ErrorCode::InvalidContext => ApiError::InvalidContext(msg),
+            ErrorCode::ContextTooLarge => ApiError::ContextTooLargeMsg(msg),
+            ErrorCode::ContextTooDeep => ApiError::ContextTooDeep(msg),
+            ErrorCode::PolicyTooLarge => ApiError::PolicyTooLarge(omni::DEFAULT_MAX_POLICY_BYTES),
+            // Internal (and anything new) gets the generic message.
+            _ => ApiError::Internal,
+        }
+    }
+
+    /// A request whose evaluation killed its worker.
+    pub fn from_restart(reason: RestartReason, deadline: Duration) -> ApiError {
+        match reason {
+            RestartReason::Timeout | RestartReason::CpuLimit => {
+                ApiError::Timeout(deadline.as_millis() as u64)
+            }
+            RestartReason::MemoryLimit => ApiError::MemoryLimit,
+            RestartReason::SeccompViolation | RestartReason::Crash | RestartReason::Recycled => {
+                ApiError::WorkerCrashed
+            }
+        }
+    }
+
+    /// Maps a dispatcher's reply that is not a success.
+    pub fn from_job(r: &JobReply, deadline: Duration) -> Option<ApiError> {
+        match &r.result {
+            JobResult::Done(_) => None,
+            JobResult::Failed(f) => Some(ApiError::from_failure(f)),
+            JobResult::Killed(reason) => Some(ApiError::from_restart(*reason, deadline)),
+            JobResult::Quarantined(left) => Some(ApiError::PolicyQuarantined(left.as_secs())),
+            JobResult::Expired => Some(ApiError::Overloaded),
+        }
+    }
+
+    /// A request body that did not deserialize: syntax → `invalid_json`,
+    /// anything else → `invalid_request` naming the field.
+    pub fn from_json(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+        use serde_json::error::Category;
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            Category::Syntax | Category::Eof | Category::Io => ApiError::InvalidJson(format!(
+                "{} at line {} column {}",
+                syntax_kind(&inner),
+                inner.line(),
+                inner.column()
+            )),
+            Category::Data => {
+                let detail = data_message(&inner);
+                let field = if path == "." || path.is_empty() || detail.starts_with("unknown field")
+                {
+                    String::new()
+                } else {
+                    format!("field `{path}`: ")
+                };
+                ApiError::InvalidRequest(format!("{field}{detail}"))
+            }
+        }
+    }
+}
+
+/// serde_json's message without its " at line … column …" suffix.
+fn data_message(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    let base = match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    };
+    // Type mismatches name our expectations ("a JSON object", "a string"),
+    // never a Rust type, thanks to the `expecting` attributes; bound them anyway.
+    base.chars().take(200).collect()
+}
+
+fn syntax_kind(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// The error body `{requestId, error: {code, message}}`.
+pub fn error_body(request_id: &str, err: &ApiError) -> Vec<u8> {
+    let v = serde_json::json!({
+        "requestId": request_id,
+        "error": { "code": err.code(), "message": err.message() },
+    });
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<(), ApiError> {
+        let de = &mut serde_json::Deserializer::from_str(body);
+        let r: Result<ValidateRequest, _> = serde_path_to_error::deserialize(de);
+        r.map(|_| ()).map_err(ApiError::from_json)
+    }
+
+    #[test]
+    fn request_errors_name_the_field() {
+        let e = parse(r#"{"code": "x", "bogus": 1}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+        assert!(e.message().contains("bogus"), "{}", e.message());
+        let e = parse(r#"{"code": "x", "options": {"timeoutMs": "fast"}}"#).unwrap_err();
+        assert!(e.message().contains("options.timeoutMs"), "{}", e.message());
+        let e = parse(r#"{"code": 5}"#).unwrap_err();
+        assert!(e.message().contains("code"), "{}", e.message());
+        let e = parse(r#"{"context": {}}"#).unwrap_err();
+        assert!(e.message().contains("code"), "{}", e.message());
+        let e = parse(r#"[1]"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+        assert!(!e.message().contains("ValidateRequest"), "{}", e.message());
+        let e = parse(r#"{"code": "x""#).unwrap_err();
+        assert_eq!(e.code(), "invalid_json");
+        assert!(
+            parse(r#"{"code": "x", "context": {"a": 1}, "options": {"strict": false}}"#).is_ok()
+        );
+    }
+
+    #[test]
+    fn every_error_has_a_status_and_code() {
+        let all = [
+            ApiError::InvalidJson(String::new()),
+            ApiError::Unauthorized,
+            ApiError::BodyTooLarge(1),
+            ApiError::UnsupportedMediaType,
+            ApiError::Timeout(5),
+            ApiError::RateLimited(1),
+            ApiError::WorkerCrashed,
+            ApiError::Overloaded,
+        ];
+        for e in all {
+            assert!(e.status().as_u16() >= 400);
+            assert!(!e.code().is_empty());
+        }
+        assert_eq!(ApiError::RateLimited(3).retry_after(), Some(3));
+    }
+}

@@ -1,0 +1,137 @@
+//! The running service's shared state: the live settings (swapped whole on
+//! SIGHUP), the pool, the admission state and the metrics, plus the
+//! per-tenant view of the limits.
+
+use crate::auth::TokenTable;
+use crate::config::{Config, TenantSection};
+use crate::limits::{Inflight, RateLimiter};
+use crate::metrics::{Metrics, Snapshot};
+use crate::pool::WorkerPool;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Everything that can change on reload, swapped as one value.
+pub struct Settings {
+    pub config: Arc<Config>,
+    pub tokens: TokenTable,
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Settings {
+    pub fn new(config: Arc<Config>, tokens: TokenTable) -> Settings {
+        let trusted_proxies = config
+            .rate_limit
+            .trusted_proxies
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        Settings {
+            config,
+            tokens,
+            trusted_proxies,
+        }
+    }
+
+    /// The limits that apply to a request of `tenant` (tenant values can
+    /// only lower the global ones, except the rate, which a tenant may have
+    /// set either way).
+    pub fn effective(&self, tenant: Option<&str>) -> Effective {
+        let c = &self.config;
+        let default_tenant = TenantSection::default();
+        let t = tenant
+            .and_then(|n| c.tenants.get(n))
+            .unwrap_or(&default_tenant);
+        let low = |global: u64, t: Option<u64>| t.map_or(global, |v| v.min(global));
+        let lowu = |global: usize, t: Option<usize>| t.map_or(global, |v| v.min(global));
+        Effective {
+            timeout: Duration::from_millis(low(c.worker.timeout_ms, t.timeout_ms)),
+            max_body: lowu(c.limits.max_body_bytes, t.max_body_bytes),
+            max_code: lowu(c.limits.max_code_bytes, t.max_code_bytes),
+            max_context: lowu(c.limits.max_context_bytes, t.max_context_bytes),
+            fuel: low(c.limits.fuel, t.fuel),
+            max_loop_iterations: low(c.limits.max_loop_iterations, t.max_loop_iterations),
+            rate: t.rate.unwrap_or(c.rate_limit.rate),
+            burst: t.burst.unwrap_or(c.rate_limit.burst),
+            max_inflight: lowu(c.pool.max_inflight, t.max_inflight),
+        }
+    }
+}
+
+/// Limits for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Effective {
+    pub timeout: Duration,
+    pub max_body: usize,
+    pub max_code: usize,
+    pub max_context: usize,
+    pub fuel: u64,
+    pub max_loop_iterations: u64,
+    pub rate: f64,
+    pub burst: f64,
+    pub max_inflight: usize,
+}
+
+pub struct App {
+    settings: RwLock<Arc<Settings>>,
+    pub pool: WorkerPool,
+    pub metrics: Arc<Metrics>,
+    pub limiter: RateLimiter,
+    pub inflight: Inflight,
+    draining: AtomicBool,
+    pub started: Instant,
+    pub engine: String,
+}
+
+impl App {
+    pub fn new(settings: Settings, pool: WorkerPool, metrics: Arc<Metrics>) -> App {
+        App {
+            settings: RwLock::new(Arc::new(settings)),
+            pool,
+            metrics,
+            limiter: RateLimiter::new(),
+            inflight: Inflight::default(),
+            draining: AtomicBool::new(false),
+            started: Instant::now(),
+            engine: omni::engine(),
+        }
+    }
+
+    pub fn settings(&self) -> Arc<Settings> {
+        match self.settings.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn set_settings(&self, s: Settings) {
+        match self.settings.write() {
+            Ok(mut g) => *g = Arc::new(s),
+            Err(p) => *p.into_inner() = Arc::new(s),
+        }
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let (idle, busy, starting, down) = self.pool.shared().states();
+        Snapshot {
+            workers_total: self.pool.size(),
+            workers_idle: idle,
+            workers_busy: busy,
+            workers_starting: starting,
+            workers_down: down,
+            inflight: self.inflight.current(),
+            queue_depth: self.pool.queue_depth(),
+            quarantined_policies: self.pool.shared().quarantined_count(),
+            uptime_sec: self.started.elapsed().as_secs(),
+        }
+    }
+}

@@ -1,0 +1,847 @@
+//! The service configuration (SERVICE.md §4): one TOML file with
+//! `version = 1`, a default for every key, `OMNID_*` environment overrides
+//! and strict validation. Unknown keys are errors, and every error names the
+//! key (or the environment variable) it is about.
+//!
+//! Environment overrides: `OMNID_` + the upper-snake key path, e.g.
+//! `OMNID_LISTEN`, `OMNID_WORKERS`, `OMNID_LIMITS_FUEL`,
+//! `OMNID_WORKER_TIMEOUT_MS`, `OMNID_RATE_LIMIT_RATE`. Lists are
+//! comma-separated (`OMNID_FEATURES_MODULES=math,str`). Tenants can only be
+//! set in the file.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The only file format version this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Why a configuration could not be used. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("configuration file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("`{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// File format version; must be 1.
+    pub version: u32,
+    /// Address to listen on; port 0 picks a free port (logged at start).
+    pub listen: String,
+    /// Worker processes (default: the number of CPUs).
+    pub workers: usize,
+    /// `"on"` (default) or `"off"`; off logs a warning at every start.
+    pub sandbox: SandboxMode,
+    /// How long SIGTERM waits for in-flight requests.
+    pub drain_timeout_ms: u64,
+    pub worker: WorkerSection,
+    pub pool: PoolSection,
+    pub limits: LimitsSection,
+    pub features: omni::Features,
+    pub rate_limit: RateLimitSection,
+    pub auth: AuthSection,
+    pub http: HttpSection,
+    pub log: LogSection,
+    /// Per-tenant settings, by tenant name (as in the tokens file).
+    pub tenants: BTreeMap<String, TenantSection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSection {
+    /// Wall-clock deadline of one evaluation.
+    pub timeout_ms: u64,
+    /// `RLIMIT_AS` of a worker.
+    pub memory_mib: u64,
+    /// CPU seconds a worker may use before it is recycled (`RLIMIT_CPU` backstop).
+    pub cpu_seconds: u64,
+    /// Requests a worker serves before it is recycled (with jitter).
+    pub max_requests: u64,
+    /// Unprivileged user and group workers switch to when started as root.
+    pub user: String,
+    pub group: String,
+    /// Compiled-policy cache of each worker.
+    pub cache_entries: usize,
+    pub cache_mib: usize,
+    /// `RLIMIT_NOFILE` of a worker.
+    pub max_open_files: u64,
+    /// Try new network and IPC namespaces.
+    pub namespaces: bool,
+    /// How long a starting worker may take to report ready.
+    pub start_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolSection {
+    /// Bounded queue between the HTTP side and the workers.
+    pub queue: usize,
+    /// Requests admitted at once (queued + running); past it, 503.
+    pub max_inflight: usize,
+    /// More than `restart_intensity` restarts in `restart_period_s` → back off.
+    pub restart_intensity: u32,
+    pub restart_period_s: u64,
+    /// Longest back-off between restarts while over the intensity.
+    pub backoff_max_ms: u64,
+    /// More than this many failed worker starts in `failed_start_period_s`
+    /// stops the service (exit 1).
+    pub max_failed_starts: u32,
+    pub failed_start_period_s: u64,
+    /// A policy that kills `quarantine_threshold` workers within
+    /// `quarantine_window_s` is refused for `quarantine_cooldown_s`.
+    pub quarantine_threshold: u32,
+    pub quarantine_window_s: u64,
+    pub quarantine_cooldown_s: u64,
+    /// Recycling happens after `max_requests` minus up to this percentage.
+    pub recycle_jitter_percent: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Request body (checked on Content-Length and while reading).
+    pub max_body_bytes: usize,
+    /// The policy text (`code`).
+    pub max_code_bytes: usize,
+    /// The context JSON.
+    pub max_context_bytes: usize,
+    pub max_context_depth: usize,
+    pub max_context_items: usize,
+    /// LANGUAGE.md §8 evaluation limits.
+    pub fuel: u64,
+    pub max_loop_iterations: u64,
+    pub max_string_bytes: usize,
+    pub max_list_len: usize,
+    pub max_expr_depth: usize,
+    pub max_block_depth: usize,
+    /// Strict profile unless a request asks otherwise.
+    pub strict: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSection {
+    pub enabled: bool,
+    /// Sustained requests per second per client (tenant, or address).
+    pub rate: f64,
+    /// Bucket size: requests allowed in a burst.
+    pub burst: f64,
+    /// Peers whose `X-Forwarded-For` is believed (exact IP addresses).
+    pub trusted_proxies: Vec<String>,
+    /// Most clients tracked at once (bounds memory).
+    pub max_clients: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    pub enabled: bool,
+    /// Lines `tenant sha256hex-of-token`; `#` comments.
+    pub tokens_file: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Time to receive a request's headers.
+    pub header_timeout_ms: u64,
+    /// Time to receive a request's body.
+    pub body_timeout_ms: u64,
+    /// Open connections at once; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `error`, `warn`, `info`, `debug`, `trace` (or an EnvFilter directive).
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// A tenant's settings; each limit can only lower the global one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantSection {
+    /// A disabled tenant's tokens are answered 403.
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_inflight: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_code_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_context_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_loop_iterations: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            version: CONFIG_VERSION,
+            listen: "127.0.0.1:8080".into(),
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            sandbox: SandboxMode::On,
+            drain_timeout_ms: 30_000,
+            worker: WorkerSection::default(),
+            pool: PoolSection::default(),
+            limits: LimitsSection::default(),
+            features: omni::Features::default(),
+            rate_limit: RateLimitSection::default(),
+            auth: AuthSection::default(),
+            http: HttpSection::default(),
+            log: LogSection::default(),
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        let sb = omni_worker::SandboxConfig::default();
+        let wc = omni_worker::WorkerConfig::default();
+        WorkerSection {
+            timeout_ms: 250,
+            memory_mib: 256,
+            cpu_seconds: 10,
+            max_requests: 10_000,
+            user: sb.user,
+            group: sb.group,
+            cache_entries: wc.cache_entries,
+            cache_mib: wc.cache_bytes >> 20,
+            max_open_files: sb.max_open_files,
+            namespaces: sb.namespaces,
+            start_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for PoolSection {
+    fn default() -> Self {
+        PoolSection {
+            queue: 1024,
+            max_inflight: 2048,
+            restart_intensity: 20,
+            restart_period_s: 10,
+            backoff_max_ms: 5_000,
+            max_failed_starts: 5,
+            failed_start_period_s: 10,
+            quarantine_threshold: 3,
+            quarantine_window_s: 60,
+            quarantine_cooldown_s: 300,
+            recycle_jitter_percent: 10,
+        }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let ctx = omni::ContextLimits::default();
+        let eval = omni::EvalLimits::default();
+        let nest = omni::parser::NestingLimits::default();
+        LimitsSection {
+            max_body_bytes: 256 * 1024,
+            max_code_bytes: omni::DEFAULT_MAX_POLICY_BYTES,
+            max_context_bytes: ctx.max_bytes,
+            max_context_depth: ctx.max_depth,
+            max_context_items: ctx.max_items,
+            fuel: eval.fuel,
+            max_loop_iterations: eval.max_loop_iterations,
+            max_string_bytes: eval.max_string_bytes,
+            max_list_len: eval.max_list_len,
+            max_expr_depth: nest.expr_depth,
+            max_block_depth: nest.block_depth,
+            strict: true,
+        }
+    }
+}
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        RateLimitSection {
+            enabled: true,
+            rate: 100.0,
+            burst: 200.0,
+            trusted_proxies: Vec::new(),
+            max_clients: 100_000,
+        }
+    }
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            enabled: false,
+            tokens_file: String::new(),
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+impl Default for TenantSection {
+    fn default() -> Self {
+        TenantSection {
+            enabled: true,
+            rate: None,
+            burst: None,
+            max_inflight: None,
+            timeout_ms: None,
+            max_body_bytes: None,
+            max_code_bytes: None,
+            max_context_bytes: None,
+            fuel: None,
+            max_loop_iterations: None,
+        }
+    }
+}
+
+/// Environment variables that are not configuration keys but are ours.
+const ENV_CONFIG_PATH: &str = "OMNID_CONFIG";
+
+/// Loads the configuration: the file (if any), then `OMNID_*` overrides, then
+/// validation. `env` is passed in so tests and reloads see the same rules.
+pub fn load(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+    let path = path.map(Path::to_path_buf).or_else(|| {
+        env.iter()
+            .find(|(k, _)| k == ENV_CONFIG_PATH)
+            .map(|(_, v)| PathBuf::from(v))
+    });
+    let (mut table, name) = match &path {
+        Some(p) => {
+            let name = p.display().to_string();
+            let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                path: name.clone(),
+                reason: e.kind().to_string(),
+            })?;
+            // Parse the file alone first: its errors carry a line and column.
+            toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse {
+                path: name.clone(),
+                message: e.message().to_string() + &location(&text, e.span()),
+            })?;
+            let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: name.clone(),
+                message: e.message().to_string(),
+            })?;
+            (table, name)
+        }
+        None => (toml::Table::new(), "(defaults)".to_string()),
+    };
+    apply_env(&mut table, env)?;
+    let config: Config =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Parse {
+                path: name.clone(),
+                message: format!("`{key}`: {}", e.inner().message()),
+            }
+        })?;
+    validate(&config)?;
+    Ok(config)
+}
+
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else {
+        return String::new();
+    };
+    let upto = &text[..span.start.min(text.len())];
+    let line = upto.matches('\n').count() + 1;
+    let key = text[span.start.min(text.len())..span.end.min(text.len())].trim();
+    if key.is_empty() || key.len() > 80 {
+        format!(" (line {line})")
+    } else {
+        format!(" (line {line}: `{key}`)")
+    }
+}
+
+/// Every leaf key of the default configuration, as `(path, default value)`.
+fn leaf_keys() -> Vec<(Vec<String>, toml::Value)> {
+    let mut out = Vec::new();
+    let Ok(toml::Value::Table(t)) = toml::Value::try_from(Config::default()) else {
+        return out;
+    };
+    fn walk(prefix: &mut Vec<String>, t: &toml::Table, out: &mut Vec<(Vec<String>, toml::Value)>) {
+        for (k, v) in t {
+            if prefix.is_empty() && k == "tenants" {
+                continue;
+            }
+            prefix.push(k.clone());
+            match v {
+                toml::Value::Table(sub) => walk(prefix, sub, out),
+                other => out.push((prefix.clone(), other.clone())),
+            }
+            prefix.pop();
+        }
+    }
+    walk(&mut Vec::new(), &t, &mut out);
+    out
+}
+
+/// The environment variable that overrides a key path.
+pub fn env_name(path: &[String]) -> String {
+    format!("OMNID_{}", path.join("_").to_uppercase())
+}
+
+/// All `(environment variable, key path)` pairs (the docs list them all).
+#[cfg(test)]
+pub fn env_overrides() -> Vec<(String, String)> {
+    leaf_keys()
+        .into_iter()
+        .map(|(p, _)| (env_name(&p), p.join(".")))
+        .collect()
+}
+
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
+    let keys = leaf_keys();
+    for (var, raw) in env {
+        if !var.starts_with("OMNID_") || var == ENV_CONFIG_PATH {
+            continue;
+        }
+        let Some((path, default)) = keys.iter().find(|(p, _)| env_name(p) == *var) else {
+            return Err(ConfigError::Env {
+                var: var.clone(),
+                message: "not a configuration key".into(),
+            });
+        };
+        let env_err = |m: &str| ConfigError::Env {
+            var: var.clone(),
+            message: m.to_string(),
+        };
+        let value = match default {
+            toml::Value::String(_) => toml::Value::String(raw.clone()),
+            toml::Value::Integer(_) => toml::Value::Integer(
+                raw.trim()
+                    .parse()
+                    .map_err(|_| env_err("expected an integer"))?,
+            ),
+            toml::Value::Float(_) => toml::Value::Float(
+                raw.trim()
+                    .parse()
+                    .map_err(|_| env_err("expected a number"))?,
+            ),
+            toml::Value::Boolean(_) => {
+                toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    _ => return Err(env_err("expected true or false")),
+                })
+            }
+            toml::Value::Array(_) => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_string()))
+                    .collect(),
+            ),
+            _ => return Err(env_err("cannot be set from the environment")),
+        };
+        let mut t = &mut *table;
+        for part in &path[..path.len() - 1] {
+            let entry = t
+                .entry(part.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            t = match entry {
+                toml::Value::Table(sub) => sub,
+                _ => return Err(env_err("conflicts with a non-table key in the file")),
+            };
+        }
+        t.insert(path[path.len() - 1].clone(), value);
+    }
+    Ok(())
+}
+
+/// Checks what types alone cannot.
+pub fn validate(c: &Config) -> Result<(), ConfigError> {
+    if c.version != CONFIG_VERSION {
+        return Err(invalid(
+            "version",
+            format!(
+                "unsupported version {} (this build reads version 1)",
+                c.version
+            ),
+        ));
+    }
+    c.listen
+        .parse::<SocketAddr>()
+        .map_err(|_| invalid("listen", "expected an address like 127.0.0.1:8080"))?;
+    let positive = |key: &str, v: u64| {
+        if v == 0 {
+            Err(invalid(key, "must be greater than 0"))
+        } else {
+            Ok(())
+        }
+    };
+    positive("workers", c.workers as u64)?;
+    if c.workers > 256 {
+        return Err(invalid("workers", "must be at most 256"));
+    }
+    positive("drain_timeout_ms", c.drain_timeout_ms)?;
+    positive("worker.timeout_ms", c.worker.timeout_ms)?;
+    positive("worker.memory_mib", c.worker.memory_mib)?;
+    positive("worker.cpu_seconds", c.worker.cpu_seconds)?;
+    positive("worker.max_requests", c.worker.max_requests)?;
+    positive("worker.cache_entries", c.worker.cache_entries as u64)?;
+    positive("worker.max_open_files", c.worker.max_open_files)?;
+    positive("worker.start_timeout_ms", c.worker.start_timeout_ms)?;
+    if c.worker.user.is_empty() {
+        return Err(invalid("worker.user", "must not be empty"));
+    }
+    if c.worker.group.is_empty() {
+        return Err(invalid("worker.group", "must not be empty"));
+    }
+    positive("pool.queue", c.pool.queue as u64)?;
+    positive("pool.max_inflight", c.pool.max_inflight as u64)?;
+    positive("pool.restart_intensity", c.pool.restart_intensity as u64)?;
+    positive("pool.restart_period_s", c.pool.restart_period_s)?;
+    positive("pool.backoff_max_ms", c.pool.backoff_max_ms)?;
+    positive("pool.max_failed_starts", c.pool.max_failed_starts as u64)?;
+    positive("pool.failed_start_period_s", c.pool.failed_start_period_s)?;
+    positive(
+        "pool.quarantine_threshold",
+        c.pool.quarantine_threshold as u64,
+    )?;
+    positive("pool.quarantine_window_s", c.pool.quarantine_window_s)?;
+    if c.pool.recycle_jitter_percent > 50 {
+        return Err(invalid("pool.recycle_jitter_percent", "must be at most 50"));
+    }
+    let l = &c.limits;
+    positive("limits.max_body_bytes", l.max_body_bytes as u64)?;
+    positive("limits.max_code_bytes", l.max_code_bytes as u64)?;
+    positive("limits.max_context_bytes", l.max_context_bytes as u64)?;
+    positive("limits.max_context_depth", l.max_context_depth as u64)?;
+    positive("limits.max_context_items", l.max_context_items as u64)?;
+    positive("limits.fuel", l.fuel)?;
+    positive("limits.max_loop_iterations", l.max_loop_iterations)?;
+    positive("limits.max_string_bytes", l.max_string_bytes as u64)?;
+    positive("limits.max_list_len", l.max_list_len as u64)?;
+    positive("limits.max_expr_depth", l.max_expr_depth as u64)?;
+    positive("limits.max_block_depth", l.max_block_depth as u64)?;
+    // A request frame holds the policy and the context; keep both under the
+    // protocol's hard frame limit with room for the envelope.
+    let frame_room = omni_worker::protocol::MAX_REQUEST_FRAME - 64 * 1024;
+    if l.max_code_bytes + l.max_context_bytes > frame_room {
+        return Err(invalid(
+            "limits.max_code_bytes",
+            format!("max_code_bytes + max_context_bytes must be at most {frame_room}"),
+        ));
+    }
+    for m in &c.features.modules {
+        if !omni::options::MODULES.contains(&m.as_str()) {
+            return Err(invalid(
+                "features.modules",
+                format!(
+                    "unknown module `{m}` (known: {})",
+                    omni::options::MODULES.join(", ")
+                ),
+            ));
+        }
+    }
+    let rate_ok = |key: &str, v: f64| {
+        if v.is_finite() && v > 0.0 {
+            Ok(())
+        } else {
+            Err(invalid(key, "must be a positive number"))
+        }
+    };
+    rate_ok("rate_limit.rate", c.rate_limit.rate)?;
+    rate_ok("rate_limit.burst", c.rate_limit.burst)?;
+    if c.rate_limit.burst < 1.0 {
+        return Err(invalid("rate_limit.burst", "must be at least 1"));
+    }
+    positive("rate_limit.max_clients", c.rate_limit.max_clients as u64)?;
+    for p in &c.rate_limit.trusted_proxies {
+        p.parse::<std::net::IpAddr>().map_err(|_| {
+            invalid(
+                "rate_limit.trusted_proxies",
+                format!("`{p}` is not an IP address"),
+            )
+        })?;
+    }
+    if c.auth.enabled && c.auth.tokens_file.is_empty() {
+        return Err(invalid(
+            "auth.tokens_file",
+            "must be set when auth.enabled = true",
+        ));
+    }
+    positive("http.header_timeout_ms", c.http.header_timeout_ms)?;
+    positive("http.body_timeout_ms", c.http.body_timeout_ms)?;
+    positive("http.max_connections", c.http.max_connections as u64)?;
+    tracing_subscriber::EnvFilter::try_new(&c.log.level)
+        .map_err(|_| invalid("log.level", "expected error, warn, info, debug or trace"))?;
+    for (name, t) in &c.tenants {
+        let key = |k: &str| format!("tenants.{name}.{k}");
+        if !valid_tenant_name(name) {
+            return Err(invalid(
+                &format!("tenants.{name}"),
+                "tenant names are 1-64 characters of [A-Za-z0-9._-]",
+            ));
+        }
+        if let Some(r) = t.rate {
+            rate_ok(&key("rate"), r)?;
+        }
+        if let Some(b) = t.burst {
+            rate_ok(&key("burst"), b)?;
+            if b < 1.0 {
+                return Err(invalid(&key("burst"), "must be at least 1"));
+            }
+        }
+        for (k, v) in [
+            ("max_inflight", t.max_inflight.map(|v| v as u64)),
+            ("timeout_ms", t.timeout_ms),
+            ("max_body_bytes", t.max_body_bytes.map(|v| v as u64)),
+            ("max_code_bytes", t.max_code_bytes.map(|v| v as u64)),
+            ("max_context_bytes", t.max_context_bytes.map(|v| v as u64)),
+            ("fuel", t.fuel),
+            ("max_loop_iterations", t.max_loop_iterations),
+        ] {
+            if v == Some(0) {
+                return Err(invalid(&key(k), "must be greater than 0"));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn valid_tenant_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Config {
+    /// The effective configuration as TOML (for `--check-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// What each worker process is started with.
+    pub fn worker_config(&self) -> omni_worker::WorkerConfig {
+        omni_worker::WorkerConfig {
+            sandbox: omni_worker::SandboxConfig {
+                enabled: self.sandbox == SandboxMode::On,
+                user: self.worker.user.clone(),
+                group: self.worker.group.clone(),
+                memory_bytes: self.worker.memory_mib.saturating_mul(1 << 20),
+                cpu_seconds: self.worker.cpu_seconds,
+                max_open_files: self.worker.max_open_files,
+                namespaces: self.worker.namespaces,
+            },
+            cache_entries: self.worker.cache_entries,
+            cache_bytes: self.worker.cache_mib.saturating_mul(1 << 20),
+        }
+    }
+
+    /// Keys that only take effect at start; a reload keeps the running values.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.listen != new.listen {
+            out.push("listen");
+        }
+        if self.workers != new.workers {
+            out.push("workers");
+        }
+        if self.sandbox != new.sandbox {
+            out.push("sandbox");
+        }
+        if self.log.format != new.log.format {
+            out.push("log.format");
+        }
+        if self.http.max_connections != new.http.max_connections {
+            out.push("http.max_connections");
+        }
+        if self.pool.queue != new.pool.queue {
+            out.push("pool.queue");
+        }
+        out
+    }
+
+    /// `new` with the restart-only keys of `self`.
+    pub fn merge_live(&self, new: &Config) -> Config {
+        let mut c = new.clone();
+        c.listen = self.listen.clone();
+        c.workers = self.workers;
+        c.sandbox = self.sandbox;
+        c.log.format = self.log.format;
+        c.http.max_connections = self.http.max_connections;
+        c.pool.queue = self.pool.queue;
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!(
+            "omnid-config-test-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| ConfigError::Read {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let p = dir.join(format!("c{}.toml", env.len()));
+        std::fs::write(&p, text).map_err(|e| ConfigError::Read {
+            path: p.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let r = load(Some(&p), &env);
+        let _ = std::fs::remove_file(&p);
+        r
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = load(None, &[]).map_err(|e| e.to_string()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.worker.timeout_ms, 250);
+        assert_eq!(c.worker.memory_mib, 256);
+        assert_eq!(c.worker.cpu_seconds, 10);
+        assert_eq!(c.worker.max_requests, 10_000);
+        assert_eq!(c.pool.queue, 1024);
+        assert_eq!(c.limits.fuel, 1_000_000);
+        assert!(c.limits.strict);
+        assert!(c.workers >= 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = load_str("version = 1\n[limits]\nfule = 3\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("fule"), "{e}");
+        let e = load_str("version = 1\nbogus = true\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn version_must_be_one() {
+        let e = load_str("version = 2\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("version"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_keys() {
+        let c = load_str(
+            "version = 1\nworkers = 3\n[limits]\nfuel = 5\n",
+            &[
+                ("OMNID_WORKERS", "2"),
+                ("OMNID_LIMITS_FUEL", "77"),
+                ("OMNID_RATE_LIMIT_RATE", "2.5"),
+                ("OMNID_FEATURES_MODULES", "math,str"),
+                ("OMNID_SANDBOX", "off"),
+            ],
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.limits.fuel, 77);
+        assert_eq!(c.rate_limit.rate, 2.5);
+        assert_eq!(c.features.modules, ["math", "str"]);
+        assert_eq!(c.sandbox, SandboxMode::Off);
+        let e = load_str("version = 1\n", &[("OMNID_LIMITS_FULE", "1")]).unwrap_err();
+        assert!(e.to_string().contains("OMNID_LIMITS_FULE"), "{e}");
+        let e = load_str("version = 1\n", &[("OMNID_WORKERS", "many")]).unwrap_err();
+        assert!(e.to_string().contains("OMNID_WORKERS"), "{e}");
+    }
+
+    #[test]
+    fn integer_rates_and_semantic_errors() {
+        let c = load_str("version = 1\n[rate_limit]\nrate = 5\nburst = 10\n", &[])
+            .map_err(|e| e.to_string())
+            .unwrap();
+        assert_eq!(c.rate_limit.rate, 5.0);
+        let e = load_str("version = 1\n[pool]\nqueue = 0\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("pool.queue"), "{e}");
+        let e = load_str("version = 1\nlisten = \"nowhere\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+        let e = load_str("version = 1\n[auth]\nenabled = true\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("auth.tokens_file"), "{e}");
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let mut c = Config::default();
+        c.tenants.insert(
+            "acme".into(),
+            TenantSection {
+                rate: Some(1.0),
+                ..TenantSection::default()
+            },
+        );
+        let text = c.to_toml();
+        let back: Config = toml::from_str(&text).map_err(|e| e.to_string()).unwrap();
+        assert_eq!(back, c);
+    }
+}

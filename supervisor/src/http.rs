@@ -1,0 +1,359 @@
+//! The HTTP side on hyper 1.x: the accept loop (bounded connections, header
+//! and body timeouts, graceful close on drain), routing, the small
+//! endpoints, and the envelope every response gets: `X-Request-Id`, the
+//! request-count metric and one log line per validate request.
+
+use crate::api::{error_body, ApiError};
+use crate::app::App;
+use crate::ids::{new_request_id, valid_request_id};
+use crate::validate::{self, ValidateInput, ValidateLog};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+pub type Body = Full<Bytes>;
+
+/// Bounded set of endpoint names for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Validate,
+    Health,
+    Readiness,
+    Metrics,
+    MetricsProm,
+    OpenApi,
+    Unknown,
+}
+
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Health => "health",
+            Endpoint::Readiness => "readiness",
+            Endpoint::Metrics => "metrics",
+            Endpoint::MetricsProm => "metrics_prom",
+            Endpoint::OpenApi => "openapi",
+            Endpoint::Unknown => "other",
+        }
+    }
+
+    fn route(path: &str) -> Endpoint {
+        match path {
+            "/api/validate" => Endpoint::Validate,
+            "/api/health" => Endpoint::Health,
+            "/api/readiness" => Endpoint::Readiness,
+            "/api/metrics" => Endpoint::Metrics,
+            "/api/metrics-prom" | "/metrics" => Endpoint::MetricsProm,
+            "/api/openapi.json" => Endpoint::OpenApi,
+            _ => Endpoint::Unknown,
+        }
+    }
+
+    fn method(self) -> Option<Method> {
+        match self {
+            Endpoint::Validate => Some(Method::POST),
+            Endpoint::Unknown => None,
+            _ => Some(Method::GET),
+        }
+    }
+}
+
+/// Counts open connections, so a drain can wait for their last bytes.
+#[derive(Default)]
+pub struct Connections {
+    open: AtomicUsize,
+}
+
+impl Connections {
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+struct ConnGuard(Arc<Connections>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Accepts connections until `stop` turns true, then drops the listener.
+/// Open connections are closed gracefully when `close` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    conns: Arc<Connections>,
+    mut stop: watch::Receiver<bool>,
+    close: watch::Receiver<bool>,
+) {
+    let cfg = app.settings().config.clone();
+    let limit = Arc::new(Semaphore::new(cfg.http.max_connections));
+    loop {
+        let permit = tokio::select! {
+            _ = stop.changed() => break,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = stop.changed() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e.kind(), "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let mut close = close.clone();
+        conns.open.fetch_add(1, Ordering::AcqRel);
+        let guard = ConnGuard(conns.clone());
+        let settings = app.settings();
+        let header_timeout = Duration::from_millis(settings.config.http.header_timeout_ms);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _guard = guard;
+            let svc = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(&app, peer, req).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let mut closing = *close.borrow();
+            if closing {
+                conn.as_mut().graceful_shutdown();
+            }
+            loop {
+                if closing {
+                    let _ = conn.as_mut().await;
+                    break;
+                }
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        let _ = r;
+                        break;
+                    }
+                    c = close.changed() => {
+                        if c.is_err() || *close.borrow() {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+}
+
+/// Handles one request: routing, the envelope, metrics and the log line.
+async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let received = Instant::now();
+    let received_wall = SystemTime::now();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.as_bytes())
+        .filter(|v| valid_request_id(v))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_string)
+        .unwrap_or_else(new_request_id);
+    let endpoint = Endpoint::route(req.uri().path());
+    let method = req.method().clone();
+    let allowed = endpoint.method();
+    let mut log = ValidateLog::default();
+    let result: Result<Response<Body>, ApiError> = match &allowed {
+        None => Err(ApiError::NotFound),
+        Some(m) if *m != method && !(*m == Method::GET && method == Method::HEAD) => {
+            Err(ApiError::MethodNotAllowed)
+        }
+        Some(_) => match endpoint {
+            Endpoint::Validate => {
+                let (parts, body) = req.into_parts();
+                let input = ValidateInput {
+                    headers: parts.headers,
+                    body,
+                    peer,
+                    received,
+                    received_wall,
+                };
+                validate::handle(app, &request_id, input, &mut log)
+                    .await
+                    .map(|b| json_response(StatusCode::OK, b))
+            }
+            Endpoint::Health => Ok(health(app, &request_id)),
+            Endpoint::Readiness => Ok(readiness(app, &request_id)),
+            Endpoint::Metrics => Ok(metrics_json(app, &request_id)),
+            Endpoint::MetricsProm => Ok(metrics_prom(app)),
+            Endpoint::OpenApi => Ok(openapi()),
+            Endpoint::Unknown => Err(ApiError::NotFound),
+        },
+    };
+    let (mut resp, code) = match result {
+        Ok(r) => (r, None),
+        Err(e) => (error_response(&request_id, &e, allowed), Some(e.code())),
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let status = resp.status().as_u16();
+    app.metrics.request(endpoint.name(), status);
+    if let Some(code) = code {
+        if endpoint == Endpoint::Validate && status != 500 {
+            app.metrics.rejected(code);
+        }
+    }
+    if endpoint == Endpoint::Validate {
+        let total = received.elapsed();
+        app.metrics.validate_latency(total);
+        let (q, p, c, e) = log.timings.unwrap_or_default();
+        tracing::info!(
+            requestId = %request_id,
+            tenant = log.tenant.as_deref().unwrap_or("-"),
+            policyId = log.policy_id.as_deref().unwrap_or("-"),
+            status,
+            code = code.unwrap_or("ok"),
+            cacheHit = log.cache_hit.unwrap_or(false),
+            queueUs = q,
+            parseUs = p,
+            checkUs = c,
+            evalUs = e,
+            totalUs = total.as_micros() as u64,
+            "validate"
+        );
+    } else {
+        tracing::debug!(
+            requestId = %request_id,
+            endpoint = endpoint.name(),
+            status,
+            "request"
+        );
+    }
+    resp
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error_response(request_id: &str, e: &ApiError, allowed: Option<Method>) -> Response<Body> {
+    let mut r = json_response(e.status(), error_body(request_id, e));
+    if let Some(s) = e.retry_after() {
+        if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+            r.headers_mut().insert(RETRY_AFTER, v);
+        }
+    }
+    match e {
+        ApiError::Unauthorized => {
+            r.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        ApiError::MethodNotAllowed => {
+            if let Some(m) = allowed {
+                let v = if m == Method::GET {
+                    "GET, HEAD"
+                } else {
+                    m.as_str()
+                };
+                if let Ok(v) = HeaderValue::from_str(v) {
+                    r.headers_mut().insert(ALLOW, v);
+                }
+            }
+        }
+        _ => {}
+    }
+    r
+}
+
+fn health(app: &App, request_id: &str) -> Response<Body> {
+    let v = serde_json::json!({
+        "requestId": request_id,
+        "status": "ok",
+        "uptimeSec": app.started.elapsed().as_secs(),
+    });
+    json_response(StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default())
+}
+
+fn readiness(app: &App, request_id: &str) -> Response<Body> {
+    let s = app.snapshot();
+    let status = if app.draining() {
+        "draining"
+    } else if s.workers_idle + s.workers_busy == 0 {
+        "not_ready"
+    } else if app.pool.shared().in_backoff() {
+        "crash_loop"
+    } else {
+        "ready"
+    };
+    let v = serde_json::json!({
+        "requestId": request_id,
+        "status": status,
+        "workers": {
+            "total": s.workers_total,
+            "idle": s.workers_idle,
+            "busy": s.workers_busy,
+            "starting": s.workers_starting,
+            "down": s.workers_down,
+        },
+        "inflight": s.inflight,
+        "maxInflight": app.settings().config.pool.max_inflight,
+        "queueDepth": s.queue_depth,
+        "buildVersion": env!("CARGO_PKG_VERSION"),
+    });
+    let code = if status == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(code, serde_json::to_vec(&v).unwrap_or_default())
+}
+
+fn metrics_json(app: &App, request_id: &str) -> Response<Body> {
+    let mut v = app.metrics.render_json(&app.snapshot());
+    v["requestId"] = serde_json::Value::String(request_id.to_string());
+    json_response(StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default())
+}
+
+fn metrics_prom(app: &App) -> Response<Body> {
+    let text = app.metrics.render_prometheus(&app.snapshot());
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+fn openapi() -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&crate::openapi::document()).unwrap_or_default(),
+    )
+}

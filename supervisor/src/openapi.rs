@@ -1,0 +1,317 @@
+//! The OpenAPI 3.0 document served at `GET /api/openapi.json`. It is kept
+//! true by the integration tests, which check every status code and
+//! required property they receive against it.
+
+use serde_json::{json, Value};
+
+fn error_response(description: &str, codes: &[&str], retry_after: bool) -> Value {
+    let mut r = json!({
+        "description": description,
+        "headers": { "X-Request-Id": { "$ref": "#/components/headers/XRequestId" } },
+        "content": { "application/json": { "schema": {
+            "allOf": [ { "$ref": "#/components/schemas/Error" } ],
+            "description": format!("error.code is one of: {}", codes.join(", ")),
+        } } }
+    });
+    if retry_after {
+        r["headers"]["Retry-After"] = json!({ "$ref": "#/components/headers/RetryAfter" });
+    }
+    r
+}
+
+fn json_response(description: &str, schema: &str) -> Value {
+    json!({
+        "description": description,
+        "headers": { "X-Request-Id": { "$ref": "#/components/headers/XRequestId" } },
+        "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } }
+    })
+}
+
+fn prom_get(summary: &str) -> Value {
+    json!({ "get": {
+        "summary": summary,
+        "operationId": if summary.contains("alias") { "metricsPromAlias" } else { "metricsProm" },
+        "tags": ["operations"],
+        "responses": {
+            "200": {
+                "description": "OpenMetrics text exposition",
+                "headers": { "X-Request-Id": { "$ref": "#/components/headers/XRequestId" } },
+                "content": { "application/openmetrics-text": { "schema": { "type": "string" } } }
+            },
+            "default": error_response("Unexpected error", &["internal"], false)
+        }
+    } })
+}
+
+/// The document.
+pub fn document() -> Value {
+    let validate_errors = json!({
+        "200": json_response("The policy was processed (it may still have errors)", "ValidateResponse"),
+        "400": error_response("Body, field or context malformed", &["invalid_json", "invalid_request", "invalid_context"], false),
+        "401": error_response("Auth enabled and the bearer token is missing or unknown", &["unauthorized"], false),
+        "403": error_response("The token's tenant is not allowed", &["forbidden"], false),
+        "413": error_response("Over a size limit", &["body_too_large", "policy_too_large", "context_too_large", "context_too_deep"], false),
+        "415": error_response("The body is not JSON", &["unsupported_media_type"], false),
+        "422": error_response("The evaluation hit a limit", &["timeout", "budget_exceeded", "memory_limit", "value_too_large", "policy_quarantined"], true),
+        "429": error_response("Over the caller's rate", &["rate_limited"], true),
+        "500": error_response("The worker crashed or an internal error occurred", &["worker_crashed", "internal"], false),
+        "503": error_response("Queue full, no workers, or shutting down", &["overloaded", "not_ready", "draining"], true),
+        "default": error_response("Unexpected error", &["not_found", "method_not_allowed", "internal"], false),
+    });
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "omnid",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Omni policy validation and evaluation service."
+        },
+        "tags": [
+            { "name": "policies", "description": "Validation and evaluation" },
+            { "name": "operations", "description": "Health, readiness, metrics" }
+        ],
+        "paths": {
+            "/api/validate": { "post": {
+                "summary": "Check a policy and, when it has no errors and a context is given, evaluate it",
+                "operationId": "validate",
+                "tags": ["policies"],
+                "security": [ {}, { "bearer": [] } ],
+                "parameters": [ { "$ref": "#/components/parameters/XRequestId" } ],
+                "requestBody": {
+                    "required": true,
+                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ValidateRequest" } } }
+                },
+                "responses": validate_errors
+            } },
+            "/api/health": { "get": {
+                "summary": "Liveness",
+                "operationId": "health",
+                "tags": ["operations"],
+                "responses": {
+                    "200": json_response("The process is alive", "Health"),
+                    "default": error_response("Unexpected error", &["internal"], false)
+                }
+            } },
+            "/api/readiness": { "get": {
+                "summary": "Readiness: at least one worker can take work and the server is not draining",
+                "operationId": "readiness",
+                "tags": ["operations"],
+                "responses": {
+                    "200": json_response("Ready", "Readiness"),
+                    "503": json_response("Not ready (starting, crash loop, or draining)", "Readiness"),
+                    "default": error_response("Unexpected error", &["internal"], false)
+                }
+            } },
+            "/api/metrics": { "get": {
+                "summary": "Counters as JSON",
+                "operationId": "metrics",
+                "tags": ["operations"],
+                "responses": {
+                    "200": json_response("Counters", "Metrics"),
+                    "default": error_response("Unexpected error", &["internal"], false)
+                }
+            } },
+            "/api/metrics-prom": prom_get("Prometheus metrics"),
+            "/metrics": prom_get("Prometheus metrics (alias)"),
+            "/api/openapi.json": { "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "tags": ["operations"],
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI document",
+                        "headers": { "X-Request-Id": { "$ref": "#/components/headers/XRequestId" } },
+                        "content": { "application/json": { "schema": { "type": "object" } } }
+                    },
+                    "default": error_response("Unexpected error", &["internal"], false)
+                }
+            } }
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "description": "A tenant's token (when auth is enabled)" }
+            },
+            "parameters": {
+                "XRequestId": {
+                    "name": "X-Request-Id", "in": "header", "required": false,
+                    "description": "Echoed when it is 1-64 characters of [A-Za-z0-9._-]; otherwise a new id is made",
+                    "schema": { "type": "string", "maxLength": 64 }
+                }
+            },
+            "headers": {
+                "XRequestId": { "description": "The request id (also requestId in the body)", "schema": { "type": "string" } },
+                "RetryAfter": { "description": "Seconds to wait before retrying", "schema": { "type": "integer", "minimum": 1 } }
+            },
+            "schemas": {
+                "ValidateRequest": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["code"],
+                    "properties": {
+                        "code": { "type": "string", "description": "The policy text" },
+                        "context": {
+                            "description": "A JSON object, or a string holding one (legacy). Absent or null: check only.",
+                            "nullable": true,
+                            "oneOf": [ { "type": "object", "additionalProperties": true }, { "type": "string" } ]
+                        },
+                        "now": { "type": "string", "format": "date-time", "description": "The evaluation's now; default: time of receipt" },
+                        "options": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "properties": {
+                                "strict": { "type": "boolean", "description": "Strict profile (default from configuration)" },
+                                "trace": { "type": "boolean" },
+                                "timeoutMs": { "type": "integer", "minimum": 1, "description": "Lowers the deadline; never raises it" }
+                            }
+                        }
+                    }
+                },
+                "Diagnostic": {
+                    "type": "object",
+                    "required": ["code", "severity", "message", "line", "column"],
+                    "properties": {
+                        "code": { "type": "string" },
+                        "severity": { "type": "string", "enum": ["error", "warning", "info"] },
+                        "message": { "type": "string" },
+                        "line": { "type": "integer" },
+                        "column": { "type": "integer" },
+                        "endLine": { "type": "integer" },
+                        "endColumn": { "type": "integer" },
+                        "hint": { "type": "string", "nullable": true }
+                    }
+                },
+                "Rule": {
+                    "type": "object",
+                    "required": ["id", "line", "condition", "action"],
+                    "properties": {
+                        "id": { "type": "string" },
+                        "line": { "type": "integer" },
+                        "condition": { "type": "string" },
+                        "action": { "type": "string" }
+                    }
+                },
+                "Timings": {
+                    "type": "object",
+                    "required": ["queueUs", "parseUs", "checkUs", "evalUs", "totalUs"],
+                    "properties": {
+                        "queueUs": { "type": "integer" },
+                        "parseUs": { "type": "integer", "description": "Policy parse and context parse" },
+                        "checkUs": { "type": "integer" },
+                        "evalUs": { "type": "integer" },
+                        "totalUs": { "type": "integer" }
+                    }
+                },
+                "ValidateResponse": {
+                    "type": "object",
+                    "required": ["requestId", "ok", "policyId", "errors", "warnings", "rules", "actions", "decision", "timings", "engine"],
+                    "properties": {
+                        "requestId": { "type": "string" },
+                        "ok": { "type": "boolean" },
+                        "policyId": { "type": "string", "pattern": "^sha256:[0-9a-f]{64}$" },
+                        "errors": { "type": "array", "items": { "$ref": "#/components/schemas/Diagnostic" } },
+                        "warnings": { "type": "array", "items": { "$ref": "#/components/schemas/Diagnostic" } },
+                        "rules": { "type": "array", "items": { "$ref": "#/components/schemas/Rule" } },
+                        "actions": { "type": "array", "items": { "type": "string" } },
+                        "decision": {
+                            "type": "object", "nullable": true, "additionalProperties": true,
+                            "description": "The decision of LANGUAGE.md §8; null when not evaluated",
+                            "required": ["policyId", "now", "actions", "rules", "warnings", "defaults", "stats"],
+                            "properties": {
+                                "policyId": { "type": "string" },
+                                "now": { "type": "string" },
+                                "actions": { "type": "array", "items": { "type": "object" } },
+                                "rules": { "type": "array", "items": { "type": "object" } },
+                                "warnings": { "type": "array", "items": {} },
+                                "defaults": { "type": "array", "items": {} },
+                                "stats": { "type": "object" }
+                            }
+                        },
+                        "timings": { "$ref": "#/components/schemas/Timings" },
+                        "engine": { "type": "string" }
+                    }
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["requestId", "error"],
+                    "properties": {
+                        "requestId": { "type": "string" },
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": { "type": "string", "enum": [
+                                    "invalid_json", "invalid_request", "invalid_context",
+                                    "unauthorized", "forbidden",
+                                    "body_too_large", "policy_too_large", "context_too_large", "context_too_deep",
+                                    "unsupported_media_type",
+                                    "timeout", "budget_exceeded", "memory_limit", "value_too_large", "policy_quarantined",
+                                    "rate_limited", "worker_crashed", "internal",
+                                    "overloaded", "not_ready", "draining",
+                                    "not_found", "method_not_allowed"
+                                ] },
+                                "message": { "type": "string" }
+                            }
+                        }
+                    }
+                },
+                "Health": {
+                    "type": "object",
+                    "required": ["status", "uptimeSec"],
+                    "properties": {
+                        "status": { "type": "string", "enum": ["ok"] },
+                        "uptimeSec": { "type": "integer" },
+                        "requestId": { "type": "string" }
+                    }
+                },
+                "Readiness": {
+                    "type": "object",
+                    "required": ["status", "workers", "inflight", "maxInflight", "queueDepth", "buildVersion"],
+                    "properties": {
+                        "status": { "type": "string", "enum": ["ready", "not_ready", "crash_loop", "draining"] },
+                        "workers": {
+                            "type": "object",
+                            "required": ["total", "idle", "busy", "starting"],
+                            "properties": {
+                                "total": { "type": "integer" },
+                                "idle": { "type": "integer" },
+                                "busy": { "type": "integer" },
+                                "starting": { "type": "integer" },
+                                "down": { "type": "integer" }
+                            }
+                        },
+                        "inflight": { "type": "integer" },
+                        "maxInflight": { "type": "integer" },
+                        "queueDepth": { "type": "integer" },
+                        "buildVersion": { "type": "string" },
+                        "requestId": { "type": "string" }
+                    }
+                },
+                "Metrics": {
+                    "type": "object",
+                    "required": ["uptimeSec", "requests", "workerRestarts", "workers", "inflight", "queueDepth", "rateLimited", "rejected", "cache", "phases", "validateLatency"],
+                    "additionalProperties": true,
+                    "properties": {
+                        "uptimeSec": { "type": "integer" },
+                        "buildVersion": { "type": "string" },
+                        "requests": { "type": "object", "description": "endpoint → status → count", "additionalProperties": { "type": "object", "additionalProperties": { "type": "integer" } } },
+                        "validateLatency": { "$ref": "#/components/schemas/SumCount" },
+                        "phases": { "type": "object", "additionalProperties": { "$ref": "#/components/schemas/SumCount" } },
+                        "workerRestarts": { "type": "object", "additionalProperties": { "type": "integer" } },
+                        "workers": { "type": "object", "additionalProperties": { "type": "integer" } },
+                        "inflight": { "type": "integer" },
+                        "queueDepth": { "type": "integer" },
+                        "quarantinedPolicies": { "type": "integer" },
+                        "rateLimited": { "type": "integer" },
+                        "rejected": { "type": "object", "additionalProperties": { "type": "integer" } },
+                        "cache": { "type": "object", "properties": { "hits": { "type": "integer" }, "misses": { "type": "integer" } } },
+                        "requestId": { "type": "string" }
+                    }
+                },
+                "SumCount": {
+                    "type": "object",
+                    "required": ["count", "sumUs"],
+                    "properties": { "count": { "type": "integer" }, "sumUs": { "type": "integer" } }
+                }
+            }
+        }
+    })
+}

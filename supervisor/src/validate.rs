@@ -1,0 +1,395 @@
+//! `POST /api/validate`, one way through: draining → auth → rate limit →
+//! media type → size limits → admission (in-flight cap) → body under its
+//! limit → strict parse → per-field limits → quarantine → queue → worker →
+//! response. The context is never parsed here: it travels to the worker as
+//! raw bytes, where the sandbox is.
+
+use crate::api::{validate_body, ApiError, TimingsJson, ValidateRequest};
+use crate::app::{App, Effective, Settings};
+use crate::auth::AuthResult;
+use crate::limits::{client_ip, retry_after_secs};
+use crate::pool::{Job, JobResult, SubmitError, Work};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use omni::options::{EvalLimits, Profile};
+use omni_worker::protocol::RequestOptions;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the request log line reports (no policy text, no context values).
+#[derive(Debug, Default)]
+pub struct ValidateLog {
+    pub tenant: Option<String>,
+    pub policy_id: Option<String>,
+    pub cache_hit: Option<bool>,
+    pub timings: Option<(u64, u64, u64, u64)>,
+}
+
+pub struct ValidateInput {
+    pub headers: HeaderMap,
+    pub body: Incoming,
+    pub peer: SocketAddr,
+    pub received: Instant,
+    pub received_wall: SystemTime,
+}
+
+/// Extra bytes read and thrown away after a body goes over its limit, so
+/// the client can read the 413 instead of a connection reset.
+const DRAIN_EXTRA: usize = 1 << 20;
+
+pub async fn handle(
+    app: &App,
+    request_id: &str,
+    req: ValidateInput,
+    log: &mut ValidateLog,
+) -> Result<Vec<u8>, ApiError> {
+    if app.draining() {
+        return Err(ApiError::Draining);
+    }
+    let settings = app.settings();
+    let cfg = &settings.config;
+
+    // Who is asking.
+    let tenant = if cfg.auth.enabled {
+        match settings
+            .tokens
+            .check(req.headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
+        {
+            AuthResult::Tenant(t) => {
+                if cfg.tenants.get(&t).is_some_and(|s| !s.enabled) {
+                    log.tenant = Some(t);
+                    return Err(ApiError::Forbidden);
+                }
+                Some(t)
+            }
+            AuthResult::Missing | AuthResult::Unknown => return Err(ApiError::Unauthorized),
+        }
+    } else {
+        None
+    };
+    log.tenant = tenant.clone();
+    let eff = settings.effective(tenant.as_deref());
+
+    // Rate: per tenant when authenticated, else per client address.
+    if cfg.rate_limit.enabled {
+        let key = match &tenant {
+            Some(t) => format!("t:{t}"),
+            None => {
+                let xff = req
+                    .headers
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok());
+                format!("a:{}", client_ip(req.peer, xff, &settings.trusted_proxies))
+            }
+        };
+        if let Err(wait) = app
+            .limiter
+            .check(&key, eff.rate, eff.burst, cfg.rate_limit.max_clients)
+        {
+            app.metrics.rate_limited();
+            return Err(ApiError::RateLimited(retry_after_secs(wait)));
+        }
+    }
+
+    if !is_json(&req.headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = req
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > eff.max_body as u64) {
+        return Err(ApiError::BodyTooLarge(eff.max_body));
+    }
+
+    let _admitted = app
+        .inflight
+        .try_acquire(
+            cfg.pool.max_inflight,
+            tenant.as_deref().map(|t| (t, eff.max_inflight)),
+        )
+        .ok_or(ApiError::Overloaded)?;
+
+    let body = read_body(
+        req.body,
+        eff.max_body,
+        Duration::from_millis(cfg.http.body_timeout_ms),
+    )
+    .await?;
+
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let parsed: ValidateRequest =
+        serde_path_to_error::deserialize(&mut de).map_err(ApiError::from_json)?;
+    de.end()
+        .map_err(|_| ApiError::InvalidJson("trailing characters after the JSON value".into()))?;
+
+    if parsed.code.len() > eff.max_code {
+        return Err(ApiError::PolicyTooLarge(eff.max_code));
+    }
+    let context = raw_context(parsed.context, eff.max_context)?;
+    let now_nanos = match &parsed.now {
+        Some(s) => {
+            omni::timefmt::parse_rfc3339(s)
+                .ok_or_else(|| {
+                    ApiError::InvalidRequest(
+                        "field `now`: expected an RFC 3339 timestamp such as 2026-01-01T00:00:00Z"
+                            .into(),
+                    )
+                })?
+                .0
+        }
+        None => unix_nanos(req.received_wall),
+    };
+    let opts = parsed.options.unwrap_or_default();
+    let deadline = match opts.timeout_ms {
+        Some(0) => {
+            return Err(ApiError::InvalidRequest(
+                "field `options.timeoutMs`: must be at least 1".into(),
+            ))
+        }
+        Some(ms) => Duration::from_millis(ms).min(eff.timeout),
+        None => eff.timeout,
+    };
+    let strict = opts.strict.unwrap_or(cfg.limits.strict);
+    let options = request_options(&settings, &eff, strict, opts.trace.unwrap_or(false));
+
+    let policy_id = omni::policy::policy_id(parsed.code.as_bytes());
+    log.policy_id = Some(policy_id.clone());
+    if let Some(left) = app.pool.shared().quarantined(&policy_id) {
+        return Err(ApiError::PolicyQuarantined(left.as_secs().max(1)));
+    }
+    if !app.pool.has_capacity() {
+        return Err(ApiError::NotReady);
+    }
+
+    let cache_key = cache_key(&policy_id, tenant.as_deref(), &options, &settings);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job = Job {
+        work: Work {
+            request_id: request_id.to_string(),
+            policy_id: policy_id.clone(),
+            cache_key,
+            text: parsed.code,
+            context,
+            now_unix_nanos: now_nanos,
+            options,
+            deadline,
+        },
+        enqueued: Instant::now(),
+        reply: tx,
+    };
+    match app.pool.submit(job) {
+        Ok(()) => {}
+        Err(SubmitError::Full) => return Err(ApiError::Overloaded),
+        Err(SubmitError::Stopped) => return Err(ApiError::Draining),
+    }
+    // The dispatcher answers every job it takes; this bound only matters if
+    // no dispatcher is alive to take it.
+    let wait = deadline + Duration::from_millis(cfg.worker.timeout_ms) * 8 + Duration::from_secs(5);
+    let reply = match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => return Err(ApiError::Internal),
+        Err(_) => return Err(ApiError::Overloaded),
+    };
+    let queue_us = reply.queue_time.as_micros() as u64;
+    app.metrics.phase("queue", reply.queue_time);
+    if let Some(err) = ApiError::from_job(&reply, deadline) {
+        log.timings = Some((queue_us, 0, 0, 0));
+        return Err(err);
+    }
+    let JobResult::Done(outcome) = reply.result else {
+        return Err(ApiError::Internal);
+    };
+    let t = outcome.timings;
+    let parse_us = t.parse_us + t.context_us;
+    log.cache_hit = Some(outcome.cache_hit);
+    log.timings = Some((queue_us, parse_us, t.check_us, t.eval_us));
+    app.metrics.phase("parse", Duration::from_micros(parse_us));
+    app.metrics
+        .phase("check", Duration::from_micros(t.check_us));
+    app.metrics.phase("eval", Duration::from_micros(t.eval_us));
+    let timings = TimingsJson {
+        queue_us,
+        parse_us,
+        check_us: t.check_us,
+        eval_us: t.eval_us,
+        total_us: req.received.elapsed().as_micros() as u64,
+    };
+    validate_body(request_id, &policy_id, &outcome, timings, &app.engine)
+}
+
+fn unix_nanos(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
+/// `application/json`, with or without parameters.
+fn is_json(h: &HeaderMap) -> bool {
+    let Some(ct) = h.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    mime.eq_ignore_ascii_case("application/json")
+}
+
+/// Reads the body under `max` bytes and the body timeout.
+async fn read_body(body: Incoming, max: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    let read = async move {
+        let mut body = body;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut over = false;
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| {
+                ApiError::InvalidRequest("the request body could not be read".into())
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen = seen.saturating_add(data.len());
+            if over || seen > max {
+                over = true;
+                if seen > max + DRAIN_EXTRA {
+                    break;
+                }
+                continue;
+            }
+            buf.extend_from_slice(&data);
+        }
+        if over {
+            return Err(ApiError::BodyTooLarge(max));
+        }
+        Ok(Bytes::from(buf))
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::InvalidRequest(
+            "the request body was not received in time".into(),
+        )),
+    }
+}
+
+/// The context's raw JSON bytes: an object as sent, or the string form
+/// unescaped once. Only the first byte is checked here; the worker parses.
+fn raw_context(raw: Option<&RawValue>, max: usize) -> Result<Option<Vec<u8>>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.get().trim_start();
+    let bytes = match text.as_bytes().first() {
+        Some(b'{') => text.as_bytes().to_vec(),
+        Some(b'n') if text.trim_end() == "null" => return Ok(None),
+        Some(b'"') => {
+            if text.len() > max.saturating_mul(6).saturating_add(2) {
+                // Even fully escaped it could not fit.
+                return Err(ApiError::ContextTooLarge(max));
+            }
+            let s: String = serde_json::from_str(text)
+                .map_err(|_| ApiError::InvalidContext("the context string is not valid".into()))?;
+            if !s.trim_start().starts_with('{') {
+                return Err(ApiError::InvalidContext(
+                    "the context must be a JSON object (or a string holding one)".into(),
+                ));
+            }
+            s.into_bytes()
+        }
+        _ => {
+            return Err(ApiError::InvalidContext(
+                "the context must be a JSON object (or a string holding one)".into(),
+            ))
+        }
+    };
+    if bytes.len() > max {
+        return Err(ApiError::ContextTooLarge(max));
+    }
+    Ok(Some(bytes))
+}
+
+fn request_options(s: &Settings, eff: &Effective, strict: bool, trace: bool) -> RequestOptions {
+    let l = &s.config.limits;
+    RequestOptions {
+        profile: if strict {
+            Profile::Strict
+        } else {
+            Profile::Lenient
+        },
+        trace,
+        features: s.config.features.clone(),
+        limits: EvalLimits {
+            fuel: eff.fuel,
+            max_loop_iterations: eff.max_loop_iterations,
+            max_string_bytes: l.max_string_bytes,
+            max_list_len: l.max_list_len,
+        },
+        max_context_bytes: eff.max_context,
+        max_context_depth: l.max_context_depth,
+        max_context_items: l.max_context_items,
+        max_expr_depth: l.max_expr_depth,
+        max_block_depth: l.max_block_depth,
+    }
+}
+
+/// The key a worker caches the compiled policy under. Compilation depends
+/// on the profile, features and nesting limits as well as the text, and
+/// tenants must not observe each other's cache, so both go into the key
+/// unless they are the deployment default (then the key is the policy id).
+fn cache_key(policy_id: &str, tenant: Option<&str>, o: &RequestOptions, s: &Settings) -> String {
+    let default_strict = s.config.limits.strict;
+    let is_default = tenant.is_none()
+        && (o.profile == Profile::Strict) == default_strict
+        && o.features == s.config.features
+        && o.max_expr_depth == s.config.limits.max_expr_depth
+        && o.max_block_depth == s.config.limits.max_block_depth;
+    if is_default {
+        return policy_id.to_string();
+    }
+    let mut h = Sha256::new();
+    h.update(tenant.unwrap_or("").as_bytes());
+    h.update([0]);
+    h.update(
+        serde_json::to_vec(&(&o.profile, &o.features, o.max_expr_depth, o.max_block_depth))
+            .unwrap_or_default(),
+    );
+    let d = h.finalize();
+    let suffix: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{policy_id}~{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn context_forms() {
+        let r = raw(r#"{"a": 1}"#);
+        assert_eq!(raw_context(Some(&r), 100).unwrap().unwrap(), br#"{"a": 1}"#);
+        let r = raw(r#""{\"a\": 1}""#);
+        assert_eq!(raw_context(Some(&r), 100).unwrap().unwrap(), br#"{"a": 1}"#);
+        let r = raw("null");
+        assert!(raw_context(Some(&r), 100).unwrap().is_none());
+        let r = raw("[1]");
+        assert_eq!(
+            raw_context(Some(&r), 100).unwrap_err().code(),
+            "invalid_context"
+        );
+        let r = raw(r#""[1]""#);
+        assert_eq!(
+            raw_context(Some(&r), 100).unwrap_err().code(),
+            "invalid_context"
+        );
+        let r = raw(r#"{"a": "0123456789"}"#);
+        assert_eq!(
+            raw_context(Some(&r), 10).unwrap_err().code(),
+            "context_too_large"
+        );
+    }
+}
