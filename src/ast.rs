@@ -156,6 +156,8 @@ pub enum RuleKind {
         var: Arc<str>,
         var_span: Span,
         slot: u32,
+        /// The iterable's source text, for binding paths (set by the checker).
+        label: Arc<str>,
         iterable: Expr,
         body: Vec<Rule>,
         braceless: bool,

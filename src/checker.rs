@@ -223,10 +223,12 @@ impl<'a> Checker<'a> {
             RuleKind::For {
                 var,
                 slot,
+                label,
                 iterable,
                 body,
                 ..
             } => {
+                *label = Arc::from(self.text(iterable.span));
                 self.expr(iterable);
                 if body.is_empty() {
                     let sp = r.span;
@@ -697,7 +699,11 @@ impl<'a> Checker<'a> {
             let msg = format!(
                 "`{}` takes {expected} argument{}, but {} {} given",
                 def.name,
-                if expected == "1" { "" } else { "s" },
+                if expected == "1" || expected == "at least 1" {
+                    ""
+                } else {
+                    "s"
+                },
                 args.len(),
                 if args.len() == 1 { "was" } else { "were" }
             );

@@ -9,7 +9,7 @@ use crate::options::{CheckOptions, EvalOptions, DEFAULT_MAX_POLICY_BYTES};
 use crate::value::{Context, ContextLimits};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
 #[command(name = "omni", version, about = "Check and evaluate Omni policies")]
@@ -55,7 +55,7 @@ pub enum Command {
     },
 }
 
-fn read_input(path: &PathBuf) -> Result<Vec<u8>, String> {
+fn read_input(path: &Path) -> Result<Vec<u8>, String> {
     if path.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -74,7 +74,7 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-fn display_name(path: &PathBuf) -> String {
+fn display_name(path: &Path) -> String {
     if path.as_os_str() == "-" {
         "<stdin>".into()
     } else {
@@ -98,7 +98,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             trace,
         } => eval(
             &policy,
-            context.as_ref(),
+            context.as_deref(),
             now.as_deref(),
             lenient,
             trace,
@@ -201,8 +201,8 @@ fn check(
 }
 
 fn eval(
-    policy: &PathBuf,
-    context: Option<&PathBuf>,
+    policy: &Path,
+    context: Option<&Path>,
     now: Option<&str>,
     lenient: bool,
     trace: bool,

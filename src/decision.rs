@@ -8,17 +8,76 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use std::sync::Arc;
 
-/// Loop variable bindings of a firing: `{"drone": "drones[3]"}`.
+/// One step of a loop binding: an index into a list or a key of an object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Index(usize),
+    Key(Arc<str>),
+}
+
+/// A loop variable bound to an element of the iterated expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub var: Arc<str>,
+    /// The iterated expression as written (`drones`, `s.racks`).
+    pub label: Arc<str>,
+    pub step: Step,
+}
+
+impl Binding {
+    /// The element's path: `drones[3]`, `zones.north`, `m["a b"]`.
+    pub fn path(&self) -> String {
+        let mut s = String::with_capacity(self.label.len() + 8);
+        s.push_str(&self.label);
+        match &self.step {
+            Step::Index(i) => {
+                s.push('[');
+                s.push_str(&i.to_string());
+                s.push(']');
+            }
+            Step::Key(k) if is_ident(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            Step::Key(k) => {
+                s.push('[');
+                s.push_str(&format!("{k:?}"));
+                s.push(']');
+            }
+        }
+        s
+    }
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// Loop variable bindings of a firing, serialized as `{"drone": "drones[3]"}`.
+/// Paths are built only when the decision is serialized.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Bindings(pub Vec<(Arc<str>, String)>);
+pub struct Bindings(pub Vec<Binding>);
 
 impl Serialize for Bindings {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(&**k, v)?;
+        for b in &self.0 {
+            m.serialize_entry(&*b.var, &b.path())?;
         }
         m.end()
+    }
+}
+
+/// The evaluation's `now`, serialized as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Now(pub crate::value::Timestamp);
+
+impl Serialize for Now {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::timefmt::format_rfc3339(self.0))
     }
 }
 
@@ -116,7 +175,7 @@ pub struct TraceEntry {
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     pub policy_id: Arc<str>,
-    pub now: String,
+    pub now: Now,
     pub actions: Vec<FiredAction>,
     pub rules: Vec<RuleReport>,
     pub warnings: Vec<RuntimeWarning>,

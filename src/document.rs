@@ -261,10 +261,16 @@ pub fn parse_document(src: &str, nesting: NestingLimits, diags: &mut Vec<Diagnos
         let body = &lines[sec.first_line.min(lines.len())..sec.end_line.min(lines.len())];
         let empty = if kind == SectionKind::Rule {
             let rules_before = doc.rules.len();
+            // From after the colon (inline rule text counts) to the section's end.
+            let header_end = lines
+                .get(sec.first_line.saturating_sub(1))
+                .map(|l| l.start + l.text.len())
+                .unwrap_or(h.after_colon);
             let end = body
                 .last()
                 .map(|l| l.start + l.text.len())
-                .unwrap_or(h.after_colon)
+                .unwrap_or(header_end)
+                .max(header_end)
                 .max(h.after_colon);
             let mut lex_diags = Vec::new();
             let toks = lex(

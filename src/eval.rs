@@ -21,16 +21,32 @@ pub enum EvalError {
     BudgetExceeded(u64),
     #[error("a FOR loop would run more than {0} iterations")]
     TooManyIterations(u64),
-    #[error("a value would exceed the size limit ({0})")]
-    ValueTooLarge(String),
+    #[error("a produced {0} would exceed the size limit of {1}")]
+    ValueTooLarge(ValueKind, u64),
 }
 
 impl EvalError {
     pub fn code(&self) -> &'static str {
         match self {
             EvalError::BudgetExceeded(_) | EvalError::TooManyIterations(_) => "budget_exceeded",
-            EvalError::ValueTooLarge(_) => "value_too_large",
+            EvalError::ValueTooLarge(..) => "value_too_large",
         }
+    }
+}
+
+/// What kind of value went over its size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    String,
+    List,
+}
+
+impl std::fmt::Display for ValueKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ValueKind::String => "string (bytes)",
+            ValueKind::List => "list (elements)",
+        })
     }
 }
 
@@ -57,9 +73,11 @@ pub fn evaluate(
         warnings: Vec::new(),
         defaults_used: Vec::new(),
         actions: Vec::new(),
-        action_keys: rustc_hash::FxHashMap::default(),
+        action_hashes: Vec::new(),
+        arg_scratch: Vec::new(),
         reports: Vec::with_capacity(policy.rule_count),
         bindings: Vec::new(),
+        fired_total: 0,
         rules_evaluated: 0,
         tracing: opts.trace,
         trace_stack: Vec::new(),
@@ -86,7 +104,7 @@ pub fn evaluate(
     }
     Ok(Decision {
         policy_id: policy.policy_id.clone(),
-        now: crate::timefmt::format_rfc3339(now),
+        now: Now(now),
         actions: ev.actions,
         rules: ev.reports,
         warnings: ev.warnings,
@@ -120,9 +138,14 @@ struct Evaluator<'p> {
     warnings: Vec<RuntimeWarning>,
     defaults_used: Vec<Arc<str>>,
     actions: Vec<FiredAction>,
-    action_keys: rustc_hash::FxHashMap<String, usize>,
+    /// The de-duplication hash of each fired action, by index.
+    action_hashes: Vec<u64>,
+    arg_scratch: Vec<Value>,
     reports: Vec<RuleReport>,
-    bindings: Vec<(Arc<str>, String)>,
+    /// Loop variables in scope: name, the iterated expression's text, and the step.
+    bindings: Vec<Binding>,
+    /// Sum of the counts of all fired actions.
+    fired_total: u64,
     rules_evaluated: u64,
     tracing: bool,
     trace_stack: Vec<TraceNode>,
@@ -225,10 +248,11 @@ impl<'p> Evaluator<'p> {
             RuleKind::For {
                 var,
                 slot,
+                label,
                 iterable,
                 body,
                 ..
-            } => self.for_loop(r, var, *slot, iterable, body)?,
+            } => self.for_loop(r, var, *slot, label, iterable, body)?,
             RuleKind::While { cond, body } => {
                 let c = self.condition(r, cond)?;
                 match c {
@@ -259,7 +283,11 @@ impl<'p> Evaluator<'p> {
     }
 
     fn actions_fired(&self) -> u64 {
-        self.actions.iter().map(|a| a.count as u64).sum()
+        self.fired_total
+    }
+
+    fn current_bindings(&self) -> Bindings {
+        Bindings(self.bindings.clone())
     }
 
     fn condition(&mut self, r: &Rule, cond: &Expr) -> R<Tri> {
@@ -267,15 +295,14 @@ impl<'p> Evaluator<'p> {
             self.trace_stack.clear();
             self.trace_stack.push(placeholder());
         }
-        let v = self.eval(cond)?;
-        let t = self.truth(&v, cond);
+        let t = self.eval_tri(cond)?;
         if self.tracing {
             let mut root = self.trace_stack.pop().unwrap_or_else(placeholder);
             if let Some(node) = root.children.pop() {
                 self.trace.push(TraceEntry {
                     rule: r.id.clone(),
                     line: r.span.line,
-                    bindings: Bindings(self.bindings.clone()),
+                    bindings: self.current_bindings(),
                     condition: node,
                 });
             }
@@ -285,12 +312,14 @@ impl<'p> Evaluator<'p> {
 
     fn fire(&mut self, r: &Rule, actions: &[Action], outcome: Outcome) -> R<Outcome> {
         // Evaluate every argument first: if any is unknown, nothing fires.
-        let mut evaluated: Vec<Vec<Value>> = Vec::with_capacity(actions.len());
+        let mut scratch = std::mem::take(&mut self.arg_scratch);
+        scratch.clear();
+        // Causes from the condition did not decide anything: drop them.
+        self.causes.clear();
         for a in actions {
-            let mut args = Vec::with_capacity(a.args.len());
             for e in &a.args {
                 let v = self.eval(e)?;
-                if v.is_missing() {
+                if contains_missing(&v) {
                     if self.causes.is_empty() {
                         let msg = format!(
                             "the argument `{}` of `{}` is unknown",
@@ -300,30 +329,49 @@ impl<'p> Evaluator<'p> {
                         self.cause("unknown_argument", msg);
                     }
                     self.flush_causes(r);
+                    self.arg_scratch = scratch;
                     return Ok(Outcome::Unknown);
                 }
-                args.push(v);
+                scratch.push(v);
             }
-            evaluated.push(args);
         }
-        for (a, args) in actions.iter().zip(evaluated) {
+        let mut next = 0;
+        for a in actions {
             self.charge(1)?;
-            let key = action_key(&a.name, &args, &self.bindings);
-            match self.action_keys.get(&key) {
-                Some(&i) => self.actions[i].count += 1,
+            self.fired_total += 1;
+            let args = &scratch[next..next + a.args.len()];
+            next += a.args.len();
+            let key = action_hash(&a.name, args, &self.bindings);
+            let existing = self
+                .action_hashes
+                .iter()
+                .enumerate()
+                .rev()
+                .find_map(|(i, h)| {
+                    if *h != key {
+                        return None;
+                    }
+                    let f = &self.actions[i];
+                    (f.name == a.name && f.args == args && f.bindings.0 == self.bindings)
+                        .then_some(i)
+                });
+            match existing {
+                Some(i) => self.actions[i].count += 1,
                 None => {
-                    self.action_keys.insert(key, self.actions.len());
-                    self.actions.push(FiredAction {
+                    self.action_hashes.push(key);
+                    let fired = FiredAction {
                         name: a.name.clone(),
-                        args,
+                        args: args.to_vec(),
                         rule: r.id.clone(),
                         line: r.span.line,
-                        bindings: Bindings(self.bindings.clone()),
+                        bindings: self.current_bindings(),
                         count: 1,
-                    });
+                    };
+                    self.actions.push(fired);
                 }
             }
         }
+        self.arg_scratch = scratch;
         Ok(outcome)
     }
 
@@ -332,33 +380,14 @@ impl<'p> Evaluator<'p> {
         r: &Rule,
         var: &Arc<str>,
         slot: u32,
+        label: &Arc<str>,
         iterable: &Expr,
         body: &[Rule],
     ) -> R<Outcome> {
         let v = self.eval(iterable)?;
-        let label = self.text(iterable.span);
-        let items: Vec<(String, Value)> = match &v {
-            Value::List(items) => {
-                self.check_iterations(items.len())?;
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, x)| (format!("{label}[{i}]"), x.clone()))
-                    .collect()
-            }
-            Value::Obj(o) => {
-                self.check_iterations(o.len())?;
-                o.iter()
-                    .map(|(k, x)| {
-                        let path = if is_ident(k) {
-                            format!("{label}.{k}")
-                        } else {
-                            format!("{label}[{k:?}]")
-                        };
-                        (path, x.clone())
-                    })
-                    .collect()
-            }
+        let n = match &v {
+            Value::List(items) => items.len(),
+            Value::Obj(o) => o.len(),
             Value::Missing => {
                 if self.causes.is_empty() {
                     self.cause("missing", format!("`{label}` is missing"));
@@ -381,13 +410,26 @@ impl<'p> Evaluator<'p> {
                 return Ok(Outcome::Unknown);
             }
         };
+        self.check_iterations(n)?;
         if let Some(it) = self.reports[r.index as usize].iterations.as_mut() {
-            *it += items.len() as u64;
+            *it += n as u64;
         }
         let before = self.actions_fired();
-        for (path, item) in items {
+        for i in 0..n {
+            let (item, step) = match &v {
+                Value::List(items) => (items[i].clone(), Step::Index(i)),
+                Value::Obj(o) => match o.entry(i) {
+                    Some((k, x)) => (x.clone(), Step::Key(k.clone())),
+                    None => break,
+                },
+                _ => break,
+            };
             self.locals[slot as usize] = item;
-            self.bindings.push((var.clone(), path));
+            self.bindings.push(Binding {
+                var: var.clone(),
+                label: label.clone(),
+                step,
+            });
             for b in body {
                 self.rule(b)?;
             }
@@ -412,6 +454,61 @@ impl<'p> Evaluator<'p> {
 
     // ----- expressions -------------------------------------------------------
 
+    /// Evaluates a condition straight to three-valued truth. Same results
+    /// and step costs as `truth(eval(e))`, without building `Value::Bool`s.
+    fn eval_tri(&mut self, e: &Expr) -> R<Tri> {
+        if self.tracing {
+            let v = self.eval(e)?;
+            return Ok(self.truth(&v, e));
+        }
+        match &e.kind {
+            ExprKind::Binary(BinOp::And, l, r) => {
+                self.charge(1)?;
+                let lt = self.eval_tri(l)?;
+                if lt == Some(false) {
+                    return Ok(Some(false));
+                }
+                let rt = self.eval_tri(r)?;
+                Ok(match (lt, rt) {
+                    (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                })
+            }
+            ExprKind::Binary(BinOp::Or, l, r) => {
+                self.charge(1)?;
+                let lt = self.eval_tri(l)?;
+                if lt == Some(true) {
+                    return Ok(Some(true));
+                }
+                let rt = self.eval_tri(r)?;
+                Ok(match (lt, rt) {
+                    (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
+                })
+            }
+            ExprKind::Not(inner) => {
+                self.charge(1)?;
+                Ok(self.eval_tri(inner)?.map(|b| !b))
+            }
+            ExprKind::Binary(op, l, r) if op.is_comparison() => {
+                self.charge(1)?;
+                if let Some(t) = self.compare_path_literal(*op, l, r)? {
+                    return Ok(t);
+                }
+                let lv = self.eval(l)?;
+                let rv = self.eval(r)?;
+                Ok(self.compare(*op, &lv, &rv, l, r))
+            }
+            _ => {
+                let v = self.eval(e)?;
+                Ok(self.truth(&v, e))
+            }
+        }
+    }
+
+    #[inline(always)]
     fn eval(&mut self, e: &Expr) -> R<Value> {
         if !self.tracing {
             return self.eval_inner(e);
@@ -465,6 +562,11 @@ impl<'p> Evaluator<'p> {
                 Ok(Value::List(Arc::new(out)))
             }
             ExprKind::Member(base, key) => {
+                if !self.tracing {
+                    if let Some(v) = self.fast_path(e)? {
+                        return Ok(v);
+                    }
+                }
                 let b = self.eval(base)?;
                 Ok(match &b {
                     Value::Obj(o) => match o.get(key) {
@@ -547,6 +649,11 @@ impl<'p> Evaluator<'p> {
                     }))
                 }
                 _ if op.is_comparison() => {
+                    if !self.tracing {
+                        if let Some(t) = self.compare_path_literal(*op, l, r)? {
+                            return Ok(tri_value(t));
+                        }
+                    }
                     let lv = self.eval(l)?;
                     let rv = self.eval(r)?;
                     Ok(tri_value(self.compare(*op, &lv, &rv, l, r)))
@@ -562,6 +669,11 @@ impl<'p> Evaluator<'p> {
                 item,
                 collection,
             } => {
+                if !self.tracing {
+                    if let Some(t) = self.literal_in_path(item, collection)? {
+                        return Ok(tri_value(if *negated { t.map(|b| !b) } else { t }));
+                    }
+                }
                 let iv = self.eval(item)?;
                 let cv = self.eval(collection)?;
                 let t = self.contains(&cv, &iv, item, collection)?;
@@ -591,6 +703,153 @@ impl<'p> Evaluator<'p> {
                 Ok(Value::Missing)
             }
             ExprKind::Lambda(_) | ExprKind::Error => Ok(Value::Missing),
+        }
+    }
+
+    /// Looks up `a.b[0].c` by reference and clones only the leaf. `None` when
+    /// the path has a part the fast path does not handle (then the general
+    /// evaluation runs, with the same results and costs).
+    fn fast_path(&mut self, e: &Expr) -> R<Option<Value>> {
+        let mut nodes = 0u64;
+        let (result, fail) = match self.walk(e, &mut nodes) {
+            Walk::Found(v) => (Some(v.clone()), None),
+            Walk::Missing(at) => (Some(Value::Missing), Some((at, None))),
+            Walk::NotObject(base, key, ty) => (Some(Value::Missing), Some((base, Some((key, ty))))),
+            Walk::MissingBase => (Some(Value::Missing), None),
+            Walk::Unsupported => (None, None),
+        };
+        if result.is_none() {
+            return Ok(None);
+        }
+        // The caller already paid for `e` itself.
+        self.charge(nodes - 1)?;
+        match fail {
+            Some((at, None)) => {
+                let msg = format!("`{}` is missing", self.text(at.span));
+                self.cause("missing", msg);
+            }
+            Some((base, Some((key, ty)))) => {
+                let msg = format!(
+                    "`{}` is {ty}, which has no field `{key}`",
+                    self.text(base.span)
+                );
+                self.cause("type_mismatch", msg);
+            }
+            None => {}
+        }
+        Ok(result)
+    }
+
+    fn walk<'s, 'e>(&'s self, e: &'e Expr, nodes: &mut u64) -> Walk<'s, 'e> {
+        *nodes += 1;
+        match &e.kind {
+            ExprKind::Name {
+                resolved: NameRef::Local(slot),
+                ..
+            } => match self.locals.get(*slot as usize) {
+                Some(Value::Missing) => Walk::MissingBase,
+                Some(v) => Walk::Found(v),
+                None => Walk::Unsupported,
+            },
+            ExprKind::Name {
+                name,
+                resolved: NameRef::Global,
+            } => match self.ctx.get(name) {
+                Some(v) => Walk::Found(v),
+                // Defaults and missing names take the general path (it records them).
+                None => Walk::Unsupported,
+            },
+            ExprKind::Member(base, key) => {
+                let found = if let ExprKind::Root = base.kind {
+                    *nodes += 1;
+                    self.ctx.root.get(key)
+                } else {
+                    match self.walk(base, nodes) {
+                        Walk::Found(Value::Obj(o)) => o.get(key),
+                        Walk::Found(other) => return Walk::NotObject(base, key, other.type_name()),
+                        other => return other,
+                    }
+                };
+                match found {
+                    Some(v) => Walk::Found(v),
+                    None => Walk::Missing(e),
+                }
+            }
+            _ => Walk::Unsupported,
+        }
+    }
+
+    /// `path OP literal` compared by reference (no clone). `None` when the
+    /// general path must run (missing values, mismatches: it records causes).
+    fn compare_path_literal(&mut self, op: BinOp, l: &Expr, r: &Expr) -> R<Option<Tri>> {
+        let ExprKind::Literal(lit) = &r.kind else {
+            return Ok(None);
+        };
+        let mut nodes = 1;
+        let result = match self.walk(l, &mut nodes) {
+            Walk::Found(v) => match (v, lit) {
+                (Value::Str(a), Literal::Str(b)) => Some(match op {
+                    BinOp::Eq => a == b,
+                    BinOp::Ne => a != b,
+                    _ => {
+                        let o = a.as_bytes().cmp(b.as_bytes());
+                        ordering_holds(op, o)
+                    }
+                }),
+                (
+                    Value::Num(_) | Value::Qty(..) | Value::Bool(_),
+                    Literal::Number(_) | Literal::Quantity(..) | Literal::Bool(_),
+                ) => {
+                    let rv = literal_value(lit);
+                    if matches!(op, BinOp::Eq | BinOp::Ne) {
+                        equals(v, &rv).map(|b| if op == BinOp::Eq { b } else { !b })
+                    } else {
+                        order_values(v, &rv).map(|o| ordering_holds(op, o))
+                    }
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        match result {
+            Some(t) => {
+                self.charge(nodes)?;
+                Ok(Some(Some(t)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// `"literal" IN path` over a list of strings, by reference.
+    fn literal_in_path(&mut self, item: &Expr, collection: &Expr) -> R<Option<Tri>> {
+        let ExprKind::Literal(Literal::Str(needle)) = &item.kind else {
+            return Ok(None);
+        };
+        let mut nodes = 1;
+        let result = match self.walk(collection, &mut nodes) {
+            Walk::Found(Value::List(xs)) => {
+                let mut found = false;
+                let mut all_strings = true;
+                for x in xs.iter() {
+                    match x {
+                        Value::Str(s) if s == needle => {
+                            found = true;
+                            break;
+                        }
+                        Value::Str(_) => {}
+                        _ => all_strings = false,
+                    }
+                }
+                (found || all_strings).then_some((found, xs.len()))
+            }
+            _ => None,
+        };
+        match result {
+            Some((found, n)) => {
+                self.charge(nodes + n as u64)?;
+                Ok(Some(Some(found)))
+            }
+            None => Ok(None),
         }
     }
 
@@ -701,8 +960,23 @@ impl<'p> Evaluator<'p> {
         })
     }
 
-    /// Ordering of two values, if they are comparable.
     fn order(&self, l: &Value, r: &Value) -> Option<Ordering> {
+        order_values(l, r)
+    }
+}
+
+fn ordering_holds(op: BinOp, ord: Ordering) -> bool {
+    match op {
+        BinOp::Lt => ord == Ordering::Less,
+        BinOp::Le => ord != Ordering::Greater,
+        BinOp::Gt => ord == Ordering::Greater,
+        _ => ord != Ordering::Less,
+    }
+}
+
+/// Ordering of two values, if they are comparable.
+fn order_values(l: &Value, r: &Value) -> Option<Ordering> {
+    {
         use Value::*;
         match (l, r) {
             (Str(a), Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
@@ -732,7 +1006,9 @@ impl<'p> Evaluator<'p> {
             }
         }
     }
+}
 
+impl<'p> Evaluator<'p> {
     fn arith(&mut self, op: BinOp, l: Value, r: Value, le: &Expr, re: &Expr) -> R<Value> {
         use Value::*;
         if l.is_missing() || r.is_missing() {
@@ -748,10 +1024,10 @@ impl<'p> Evaluator<'p> {
         if let (BinOp::Add, Str(a), Str(b)) = (op, &l, &r) {
             let len = a.len() + b.len();
             if len > self.limits.max_string_bytes {
-                return Err(EvalError::ValueTooLarge(format!(
-                    "a string longer than {} bytes",
-                    self.limits.max_string_bytes
-                )));
+                return Err(EvalError::ValueTooLarge(
+                    ValueKind::String,
+                    self.limits.max_string_bytes as u64,
+                ));
             }
             self.charge(len as u64 / 64)?;
             let mut s = String::with_capacity(len);
@@ -836,6 +1112,23 @@ impl<'p> Evaluator<'p> {
 
     /// `Some(None)`: a time operation that does not type; `None`: not a time operation.
     fn time_arith(&self, op: BinOp, l: &Value, r: &Value) -> Option<Option<Value>> {
+        let is_duration =
+            |v: &Value| matches!(v, Value::Qty(_, u) if u.dim() == Dimension::Duration);
+        // An RFC 3339 string next to a duration is read as a timestamp.
+        let as_ts = |v: &Value, other: &Value| match v {
+            Value::Str(s) if is_duration(other) => {
+                crate::timefmt::parse_rfc3339(s).map(Value::Time)
+            }
+            _ => None,
+        };
+        if let Some(t) = as_ts(l, r) {
+            return self.time_arith(op, &t, r);
+        }
+        if op == BinOp::Add {
+            if let Some(t) = as_ts(r, l) {
+                return self.time_arith(op, l, &t);
+            }
+        }
         let lt = matches!(l, Value::Time(_));
         let rt = matches!(r, Value::Time(_));
         if !lt && !rt {
@@ -941,20 +1234,20 @@ impl<'p> Evaluator<'p> {
 
     fn check_list_len(&mut self, n: usize) -> R<()> {
         if n > self.limits.max_list_len {
-            return Err(EvalError::ValueTooLarge(format!(
-                "a list of more than {} elements",
-                self.limits.max_list_len
-            )));
+            return Err(EvalError::ValueTooLarge(
+                ValueKind::List,
+                self.limits.max_list_len as u64,
+            ));
         }
         self.charge(n as u64)
     }
 
     fn check_str_len(&mut self, n: usize) -> R<()> {
         if n > self.limits.max_string_bytes {
-            return Err(EvalError::ValueTooLarge(format!(
-                "a string longer than {} bytes",
-                self.limits.max_string_bytes
-            )));
+            return Err(EvalError::ValueTooLarge(
+                ValueKind::String,
+                self.limits.max_string_bytes as u64,
+            ));
         }
         self.charge(n as u64 / 64)
     }
@@ -1364,10 +1657,8 @@ impl<'p> Evaluator<'p> {
             self.cause("missing", msg);
             return Ok(Value::Missing);
         }
-        if (f == FuncId::Sum || f == FuncId::Avg)
-            && stdlib::is_temperature(unit)
-            && f == FuncId::Sum
-        {
+        // An average of temperatures is meaningful; a sum is not.
+        if f == FuncId::Sum && stdlib::is_temperature(unit) {
             self.cause("type_mismatch", "temperatures cannot be summed".into());
             return Ok(Value::Missing);
         }
@@ -1468,6 +1759,16 @@ fn placeholder() -> TraceNode {
     }
 }
 
+/// An argument is unknown when it, or anything inside it, is unknown.
+fn contains_missing(v: &Value) -> bool {
+    match v {
+        Value::Missing => true,
+        Value::List(items) => items.iter().any(contains_missing),
+        Value::Obj(o) => o.iter().any(|(_, x)| contains_missing(x)),
+        _ => false,
+    }
+}
+
 fn tri_value(t: Tri) -> Value {
     match t {
         Some(b) => Value::Bool(b),
@@ -1511,25 +1812,56 @@ fn literal_value(l: &Literal) -> Value {
     }
 }
 
-fn is_ident(s: &str) -> bool {
-    let mut c = s.chars();
-    c.next()
-        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
-        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+/// The result of a by-reference path lookup.
+enum Walk<'s, 'p> {
+    Found(&'s Value),
+    /// This member expression names a key the object does not have.
+    Missing(&'p Expr),
+    /// The base (first) is not an object (its type name is the third field).
+    NotObject(&'p Expr, &'p Arc<str>, String),
+    /// A part before was already missing (its cause is recorded elsewhere).
+    MissingBase,
+    Unsupported,
 }
 
-fn action_key(name: &str, args: &[Value], bindings: &[(Arc<str>, String)]) -> String {
-    let mut k = String::with_capacity(name.len() + 16);
-    k.push_str(name);
-    if !args.is_empty() {
-        k.push('\u{1}');
-        k.push_str(&serde_json::to_string(args).unwrap_or_default());
+/// A hash of what makes two firings the same action (name, args, bindings);
+/// candidates with equal hashes are compared exactly.
+fn action_hash(name: &str, args: &[Value], bindings: &[Binding]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    name.hash(&mut h);
+    for a in args {
+        hash_value(a, &mut h);
     }
-    for (var, path) in bindings {
-        k.push('\u{2}');
-        k.push_str(var);
-        k.push('=');
-        k.push_str(path);
+    for b in bindings {
+        b.var.hash(&mut h);
+        b.label.hash(&mut h);
+        match &b.step {
+            Step::Index(i) => i.hash(&mut h),
+            Step::Key(k) => k.hash(&mut h),
+        }
     }
-    k
+    h.finish()
+}
+
+fn hash_value(v: &Value, h: &mut rustc_hash::FxHasher) {
+    use std::hash::Hash;
+    match v {
+        Value::Missing | Value::Null => 0u8.hash(h),
+        Value::Bool(b) => b.hash(h),
+        Value::Num(n) => n.to_bits().hash(h),
+        Value::Qty(n, u) => {
+            n.to_bits().hash(h);
+            u.suffix().hash(h);
+        }
+        Value::Str(s) => s.hash(h),
+        Value::Time(t) => t.0.hash(h),
+        Value::List(l) => {
+            l.len().hash(h);
+            for x in l.iter() {
+                hash_value(x, h);
+            }
+        }
+        Value::Obj(o) => o.len().hash(h),
+    }
 }

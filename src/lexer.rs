@@ -348,7 +348,13 @@ impl<'a> Lexer<'a> {
             .hint = Some(hint);
             return;
         }
-        let shown = text.chars().next().map(|c| c.escape_default().to_string());
+        let shown = text.chars().next().map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        });
         let msg = format!(
             "unexpected character `{}` in a rule",
             shown.unwrap_or_default()
@@ -384,10 +390,7 @@ impl<'a> Lexer<'a> {
             }
         }
         let num_end = self.pos;
-        let value: f64 = match self.src[start..num_end].parse() {
-            Ok(v) => v,
-            Err(_) => f64::NAN,
-        };
+        let value: f64 = self.src[start..num_end].parse().unwrap_or(f64::NAN);
         // Unit suffix: `%` or a run of letters, immediately after the number.
         let suffix_start = self.pos;
         if self.peek() == Some(b'%') {

@@ -37,6 +37,9 @@ pub struct Parser<'a> {
     block_depth: usize,
     recovering: bool,
     next_top_id: &'a mut u32,
+    /// Open `(` and `[` in the current expression: inside them line breaks
+    /// are insignificant, so a condition may span lines.
+    group_depth: usize,
 }
 
 type PResult<T> = Result<T, ()>;
@@ -59,6 +62,7 @@ impl<'a> Parser<'a> {
             block_depth: 0,
             recovering: false,
             next_top_id,
+            group_depth: 0,
         }
     }
 
@@ -84,7 +88,26 @@ impl<'a> Parser<'a> {
         if self.pos < self.toks.len() - 1 {
             self.pos += 1;
         }
+        if self.group_depth > 0 {
+            self.skip_newlines();
+        }
         t
+    }
+
+    fn open_group(&mut self) {
+        self.group_depth += 1;
+        self.skip_newlines();
+    }
+
+    /// Consumes the closing token of a group, if it is next.
+    fn close_group(&mut self, close: &Tok) -> bool {
+        if self.at(close) {
+            self.group_depth = self.group_depth.saturating_sub(1);
+            self.bump();
+            true
+        } else {
+            false
+        }
     }
     fn at(&self, t: &Tok) -> bool {
         self.peek() == t
@@ -157,6 +180,7 @@ impl<'a> Parser<'a> {
     /// Skips the rest of the line. A `{` left open on it means a block whose
     /// body follows: it is parsed and discarded so its `}` is not stray.
     fn skip_line(&mut self) {
+        self.group_depth = 0;
         let mut open: i64 = 0;
         loop {
             match self.peek() {
@@ -189,7 +213,7 @@ impl<'a> Parser<'a> {
     // ----- rules ---------------------------------------------------------
 
     /// Parses the whole RULE section.
-    pub fn parse_section(&mut self) -> Vec<Rule> {
+    pub(crate) fn parse_section(&mut self) -> Vec<Rule> {
         let mut rules = Vec::new();
         loop {
             self.skip_newlines();
@@ -221,6 +245,7 @@ impl<'a> Parser<'a> {
     /// One rule item (with or without its dash) at the current level.
     fn item(&mut self, out: &mut Vec<Rule>, parent: Option<&str>) {
         self.recovering = false;
+        self.group_depth = 0;
         if !self.eat(&Tok::ItemDash) {
             match self.peek() {
                 Tok::Kw(Keyword::If | Keyword::For | Keyword::While) => {
@@ -424,6 +449,7 @@ impl<'a> Parser<'a> {
                 var,
                 var_span,
                 slot: 0,
+                label: Arc::from(""),
                 iterable,
                 body,
                 braceless,
@@ -557,7 +583,7 @@ impl<'a> Parser<'a> {
         self.expr_depth -= 1;
     }
 
-    pub fn expr(&mut self) -> PResult<Expr> {
+    pub(crate) fn expr(&mut self) -> PResult<Expr> {
         self.enter()?;
         let r = self.or_expr();
         self.leave();
@@ -721,7 +747,8 @@ impl<'a> Parser<'a> {
                     let t = self.peek_tok().clone();
                     let name: Arc<str> = match &t.tok {
                         Tok::Ident(n) => n.clone(),
-                        Tok::Kw(_) => Arc::from(self.text_of(&t)),
+                        // Keywords are fields too (`Obj.In`): keep the spelling as written.
+                        Tok::Kw(_) => Arc::from(self.src.get(t.span.range()).unwrap_or("")),
                         _ => {
                             self.unexpected("a field name after `.`");
                             return Err(());
@@ -736,10 +763,13 @@ impl<'a> Parser<'a> {
                 }
                 Tok::LBracket => {
                     self.bump();
-                    self.skip_newlines();
+                    self.open_group();
                     let idx = self.expr()?;
-                    self.skip_newlines();
-                    let close = self.expect(&Tok::RBracket, "`]`")?;
+                    let close = self.span();
+                    if !self.close_group(&Tok::RBracket) {
+                        self.unexpected("`]`");
+                        return Err(());
+                    }
                     let span = e.span.to(close);
                     e = Expr {
                         kind: ExprKind::Index(Box::new(e), Box::new(idx)),
@@ -761,31 +791,22 @@ impl<'a> Parser<'a> {
         Ok(e)
     }
 
-    fn text_of(&self, t: &Token) -> String {
-        match &t.tok {
-            Tok::Kw(k) => k.as_str().to_ascii_lowercase(),
-            other => other.describe(),
-        }
-    }
-
+    /// A comma-separated list after its opening token, through `close`.
     fn expr_list(&mut self, close: &Tok, what: &str) -> PResult<Vec<Expr>> {
         let mut items = Vec::new();
-        self.skip_newlines();
-        if self.eat(close) {
+        self.open_group();
+        if self.close_group(close) {
             return Ok(items);
         }
         loop {
-            self.skip_newlines();
             items.push(self.expr()?);
-            self.skip_newlines();
             if self.eat(&Tok::Comma) {
-                self.skip_newlines();
-                if self.eat(close) {
+                if self.close_group(close) {
                     break;
                 }
                 continue;
             }
-            if self.eat(close) {
+            if self.close_group(close) {
                 break;
             }
             self.unexpected(what);
@@ -885,14 +906,13 @@ impl<'a> Parser<'a> {
             }
             Tok::LParen => {
                 self.bump();
-                self.skip_newlines();
+                self.open_group();
                 let inner = self.expr()?;
-                self.skip_newlines();
-                if !self.at(&Tok::RParen) {
+                let close = self.span();
+                if !self.close_group(&Tok::RParen) {
                     self.unexpected("`)`");
                     return Err(());
                 }
-                let close = self.bump().span;
                 Ok(Expr {
                     kind: inner.kind,
                     span: t.span.to(close),

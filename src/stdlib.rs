@@ -308,14 +308,14 @@ pub fn resolve(name: &str) -> Resolution {
     } else {
         name.to_string()
     };
-    let best = crate::diagnostics::suggest(&written, cands.iter().map(|s| s.as_str()))
-        .map(str::to_string)
+    // Right function, wrong module (`std::math::len`) first, then the nearest name.
+    let best = FUNCTIONS
+        .iter()
+        .find(|f| f.name == fname)
+        .map(|f| format!("std::{}::{}", f.modules[0], f.name))
         .or_else(|| {
-            // Right function, wrong module: `std::math::len`.
-            FUNCTIONS
-                .iter()
-                .find(|f| f.name == fname)
-                .map(|f| format!("std::{}::{}", f.modules[0], f.name))
+            crate::diagnostics::suggest(&written, cands.iter().map(|s| s.as_str()))
+                .map(str::to_string)
         });
     Resolution::Unknown(best)
 }
@@ -459,7 +459,7 @@ pub fn equals(a: &Value, b: &Value) -> Option<bool> {
 }
 
 /// The dimension a list of numbers shares, if any; `Err` on a mix.
-pub fn common_unit(vals: &[Value]) -> Result<Option<crate::units::UnitId>, ()> {
+pub(crate) fn common_unit(vals: &[Value]) -> Result<Option<crate::units::UnitId>, ()> {
     let mut unit: Option<crate::units::UnitId> = None;
     for v in vals {
         match as_number(v) {

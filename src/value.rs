@@ -117,7 +117,14 @@ impl Object {
     fn position(&self, key: &str) -> Option<usize> {
         match &self.index {
             Some(ix) => ix.get(key).map(|&i| i as usize),
-            None => self.entries.iter().position(|(k, _)| &**k == key),
+            // Length and first byte filter before the byte comparison.
+            None => {
+                let kb = key.as_bytes();
+                self.entries.iter().position(|(k, _)| {
+                    let b = k.as_bytes();
+                    b.len() == kb.len() && b.first() == kb.first() && b == kb
+                })
+            }
         }
     }
 
@@ -135,6 +142,11 @@ impl Object {
 
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Value)> {
         self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The `i`-th entry in written order.
+    pub fn entry(&self, i: usize) -> Option<(&Arc<str>, &Value)> {
+        self.entries.get(i).map(|(k, v)| (k, v))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &Arc<str>> {

@@ -515,3 +515,93 @@ fn decision_carries_metadata_and_now() {
     assert!(v["stats"]["steps"].as_u64().unwrap_or(0) > 0);
     assert_eq!(v["stats"]["rulesEvaluated"], 1);
 }
+
+/// The fast paths (by-reference lookups, conditions evaluated to truth
+/// directly) charge exactly the steps of the general evaluation, which the
+/// trace mode always uses.
+#[test]
+fn fast_paths_cost_the_same_steps_as_the_general_path() {
+    let rules = "- IF d.battery < 20% AND d.status == \"ok\" AND \"hot\" IN d.flags THEN A(d.id)\n- IF NOT (x > 1) OR y == 2 THEN B\n- FOR e IN ds {\n    - IF e.battery >= 10 THEN C(e.id)\n}";
+    let ctx = r#"{"d": {"id": "a", "battery": 5, "status": "ok", "flags": ["cold", "hot"]}, "x": 3, "y": 2, "ds": [{"id": "p", "battery": 50}, {"id": "q"}]}"#;
+    let fast = run(&policy(rules), ctx);
+    let traced = run_with(
+        &policy(rules),
+        ctx,
+        &EvalOptions {
+            trace: true,
+            ..EvalOptions::default()
+        },
+    )
+    .expect("eval");
+    assert_eq!(fast.stats.steps, traced.stats.steps);
+    assert_eq!(fast.action_strings(), traced.action_strings());
+    assert_eq!(fast.warnings, traced.warnings);
+}
+
+#[test]
+fn reported_bugs_stay_fixed() {
+    // Unknown values inside an argument stop the action (the fail-safe).
+    let d = run(
+        &policy("- IF true THEN Send(map(Xs, |x| x.id))"),
+        r#"{"Xs": [{"id": 1}, {}]}"#,
+    );
+    assert!(d.actions.is_empty());
+    assert_eq!(outcome(&d, "R1"), "unknown");
+    // Causes from a condition that did not decide are not reported.
+    let d = run(&policy("- IF A OR B THEN Notify(C)"), r#"{"B": true}"#);
+    assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+    assert!(d.warnings[0].message.contains('C'));
+    // A keyword after a dot keeps its spelling.
+    assert_eq!(
+        fired("- IF Obj.In == 1 THEN A", r#"{"Obj": {"In": 1}}"#),
+        ["A"]
+    );
+    // An RFC 3339 string next to a duration is a timestamp.
+    assert_eq!(
+        fired(
+            "- IF Deadline + 3h > now() THEN A",
+            r#"{"Deadline": "2025-12-31T23:00:00Z"}"#
+        ),
+        ["A"]
+    );
+    // Conditions may span lines inside parentheses and brackets.
+    assert_eq!(
+        fired(
+            "- IF (A AND\n    B) OR x IN [1,\n 2] THEN Ok",
+            r#"{"A": true, "B": true}"#
+        ),
+        ["Ok"]
+    );
+    // Average of temperatures is allowed; a sum is not.
+    assert_eq!(
+        fired("- IF avg(Ts) == 25C THEN A", r#"{"Ts": ["20C", "30C"]}"#),
+        ["A"]
+    );
+    let d = run(
+        &policy("- IF sum(Ts) > 0C THEN A ELSE B"),
+        r#"{"Ts": ["20C", "30C"]}"#,
+    );
+    assert_eq!(outcome(&d, "R1"), "unknown");
+}
+
+#[test]
+fn inline_rule_on_the_header_line_is_parsed() {
+    let src = "INTENT: t\nACTOR:\n- Primary: a\nCONTEXT:\n- Domain: d\nRULE: IF true THEN A\nCONSTRAINT:\n- Legal: l\nIMPACT:\n- Benefit: b\nTRACE:\n- Evidence: e\n";
+    let c = omni::compile(src, &omni::CheckOptions::lenient());
+    assert!(
+        c.diagnostics
+            .iter()
+            .all(|d| d.code != omni::Code::EmptySection),
+        "{:?}",
+        c.diagnostics
+    );
+    let p = c.policy.expect("compiles");
+    let d = omni::evaluate(
+        &p,
+        &omni::Context::empty(),
+        omni::Timestamp(0),
+        &EvalOptions::default(),
+    )
+    .expect("eval");
+    assert_eq!(d.action_strings(), ["A"]);
+}

@@ -239,6 +239,10 @@ proptest! {
         let d1 = evaluate(&p, &ctx1, omni::Timestamp(0), &opts).map(|d| d.to_json_pretty());
         let d2 = evaluate(&p, &ctx2, omni::Timestamp(0), &opts).map(|d| d.to_json_pretty());
         prop_assert_eq!(d1, d2);
+        // The fast paths charge the same steps as the general (traced) path.
+        let fast = evaluate(&p, &ctx1, omni::Timestamp(0), &EvalOptions::default()).map(|d| d.stats.steps);
+        let traced = evaluate(&p, &ctx1, omni::Timestamp(0), &opts).map(|d| d.stats.steps);
+        prop_assert_eq!(fast, traced);
     }
 }
 
