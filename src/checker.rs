@@ -614,6 +614,14 @@ impl<'a> Checker<'a> {
             (BinOp::Mul, Qty(d), Num) | (BinOp::Mul, Num, Qty(d)) | (BinOp::Div, Qty(d), Num) => {
                 info(Qty(d))
             }
+            // A ratio scales a quantity.
+            (BinOp::Mul, Qty(d), Qty(Dimension::Ratio))
+            | (BinOp::Mul, Qty(Dimension::Ratio), Qty(d))
+            | (BinOp::Div, Qty(d), Qty(Dimension::Ratio))
+                if d != Dimension::Ratio =>
+            {
+                info(Qty(d))
+            }
             (BinOp::Div, Qty(a), Qty(b)) if a == b => info(Num),
             (BinOp::Mul | BinOp::Div, Qty(_), Qty(_)) | (BinOp::Div, Num, Qty(_)) => {
                 bad(self, Code::DimensionMismatch, verb)

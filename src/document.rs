@@ -637,7 +637,8 @@ fn unquote(s: &str) -> String {
 /// A CONTEXT value: an Omni literal when it is one, else the raw text.
 pub fn context_value(text: &str) -> (Value, bool) {
     let mut d = Vec::new();
-    let toks = lex(text, 0, text.len(), 1, 1, &mut d);
+    // Column 2: a leading `-` is a minus sign here, not an item marker.
+    let toks = lex(text, 0, text.len(), 1, 2, &mut d);
     if d.is_empty() && toks.len() > 1 {
         let mut id = 0;
         let mut pd = Vec::new();

@@ -604,15 +604,15 @@ impl<'p> Evaluator<'p> {
             }
             ExprKind::Neg(inner) => {
                 let v = self.eval(inner)?;
-                Ok(match v {
-                    Value::Num(n) => Value::Num(-n),
-                    Value::Qty(n, u) if u.dim() != Dimension::Temperature => Value::Qty(-n, u),
-                    Value::Missing => Value::Missing,
-                    other => {
+                Ok(match numeric_operand(&v) {
+                    Some((n, None)) if !matches!(v, Value::Str(_)) => Value::Num(-n),
+                    Some((n, Some(u))) if u.dim() != Dimension::Temperature => Value::Qty(-n, u),
+                    _ if v.is_missing() => Value::Missing,
+                    _ => {
                         let msg = format!(
                             "cannot negate `{}` ({})",
                             self.text(inner.span),
-                            other.type_name()
+                            v.type_name()
                         );
                         self.cause("type_mismatch", msg);
                         Value::Missing
@@ -788,6 +788,12 @@ impl<'p> Evaluator<'p> {
         let mut nodes = 1;
         let result = match self.walk(l, &mut nodes) {
             Walk::Found(v) => match (v, lit) {
+                // A quantity-string literal may meet a quantity string: general path.
+                (Value::Str(_), Literal::Str(b))
+                    if crate::units::parse_quantity_str(b).is_some() =>
+                {
+                    None
+                }
                 (Value::Str(a), Literal::Str(b)) => Some(match op {
                     BinOp::Eq => a == b,
                     BinOp::Ne => a != b,
@@ -825,6 +831,9 @@ impl<'p> Evaluator<'p> {
         let ExprKind::Literal(Literal::Str(needle)) = &item.kind else {
             return Ok(None);
         };
+        if crate::units::parse_quantity_str(needle).is_some() {
+            return Ok(None);
+        }
         let mut nodes = 1;
         let result = match self.walk(collection, &mut nodes) {
             Walk::Found(Value::List(xs)) => {
@@ -979,7 +988,26 @@ fn order_values(l: &Value, r: &Value) -> Option<Ordering> {
     {
         use Value::*;
         match (l, r) {
-            (Str(a), Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
+            (Str(a), Str(b)) => {
+                match (
+                    crate::units::parse_quantity_str(a),
+                    crate::units::parse_quantity_str(b),
+                ) {
+                    // Two quantity strings order as quantities.
+                    (Some((x, u)), Some((y, w))) => {
+                        if u.dim() != w.dim() {
+                            return None;
+                        }
+                        let (x, y) = (u.unit().to_base(x), w.unit().to_base(y));
+                        if approx_eq(x, y) {
+                            Some(Ordering::Equal)
+                        } else {
+                            x.partial_cmp(&y)
+                        }
+                    }
+                    _ => Some(a.as_bytes().cmp(b.as_bytes())),
+                }
+            }
             (Time(a), Time(b)) => Some(a.cmp(b)),
             (Time(a), Str(s)) => crate::timefmt::parse_rfc3339(s).map(|b| a.cmp(&b)),
             (Str(s), Time(b)) => crate::timefmt::parse_rfc3339(s).map(|a| a.cmp(b)),
@@ -1073,6 +1101,22 @@ impl<'p> Evaluator<'p> {
                 Qty(apply(op, a, b_in_u), u)
             }
             (BinOp::Mul, Some(u), None) | (BinOp::Mul, None, Some(u)) => Qty(a * b, u),
+            // A ratio is dimensionless: it scales a quantity (`x * 110%`).
+            (BinOp::Mul, Some(u), Some(w)) if w.dim() == Dimension::Ratio => {
+                Qty(a * w.unit().to_base(b), u)
+            }
+            (BinOp::Mul, Some(w), Some(u)) if w.dim() == Dimension::Ratio => {
+                Qty(b * w.unit().to_base(a), u)
+            }
+            (BinOp::Div, Some(u), Some(w))
+                if w.dim() == Dimension::Ratio && u.dim() != Dimension::Ratio =>
+            {
+                let d = w.unit().to_base(b);
+                if d == 0.0 {
+                    return Ok(self.div_zero(re));
+                }
+                Qty(a / d, u)
+            }
             (BinOp::Div, Some(u), None) => {
                 if b == 0.0 {
                     return Ok(self.div_zero(re));
@@ -1112,8 +1156,7 @@ impl<'p> Evaluator<'p> {
 
     /// `Some(None)`: a time operation that does not type; `None`: not a time operation.
     fn time_arith(&self, op: BinOp, l: &Value, r: &Value) -> Option<Option<Value>> {
-        let is_duration =
-            |v: &Value| matches!(v, Value::Qty(_, u) if u.dim() == Dimension::Duration);
+        let is_duration = |v: &Value| matches!(numeric_operand(v), Some((_, Some(u))) if u.dim() == Dimension::Duration);
         // An RFC 3339 string next to a duration is read as a timestamp.
         let as_ts = |v: &Value, other: &Value| match v {
             Value::Str(s) if is_duration(other) => {
@@ -1134,8 +1177,8 @@ impl<'p> Evaluator<'p> {
         if !lt && !rt {
             return None;
         }
-        let dur = |v: &Value| match v {
-            Value::Qty(n, u) if u.dim() == Dimension::Duration => Some(u.unit().to_base(*n)),
+        let dur = |v: &Value| match numeric_operand(v) {
+            Some((n, Some(u))) if u.dim() == Dimension::Duration => Some(u.unit().to_base(n)),
             _ => None,
         };
         let add = |t: Timestamp, secs: f64, sign: f64| -> Option<Value> {

@@ -393,7 +393,20 @@ pub fn equals(a: &Value, b: &Value) -> Option<bool> {
                 Some(false)
             }
         }
-        (Str(x), Str(y)) => Some(x == y),
+        (Str(x), Str(y)) => match (
+            crate::units::parse_quantity_str(x),
+            crate::units::parse_quantity_str(y),
+        ) {
+            // Two quantity strings ("250cm", "2.5m") compare as quantities.
+            (Some((a, u)), Some((b, w))) => {
+                if u.dim() != w.dim() {
+                    None
+                } else {
+                    Some(approx_eq(u.unit().to_base(a), w.unit().to_base(b)))
+                }
+            }
+            _ => Some(x == y),
+        },
         (Time(x), Time(y)) => Some(x == y),
         (Time(t), Str(s)) | (Str(s), Time(t)) => crate::timefmt::parse_rfc3339(s).map(|u| u == *t),
         (List(x), List(y)) => {

@@ -605,3 +605,59 @@ fn inline_rule_on_the_header_line_is_parsed() {
     .expect("eval");
     assert_eq!(d.action_strings(), ["A"]);
 }
+
+#[test]
+fn example_authors_findings_stay_fixed() {
+    // Negative CONTEXT defaults are literals.
+    let src = policy_with_context("- IF Temp < Cold THEN Alarm", "- Domain: T\n- Cold: -60C");
+    assert_eq!(run(&src, r#"{"Temp": "-65C"}"#).action_strings(), ["Alarm"]);
+    // Two quantity strings compare as quantities.
+    assert!(fired(
+        "- IF Box > Limit THEN Heavy",
+        r#"{"Box": "88000lb", "Limit": "40t"}"#
+    )
+    .is_empty());
+    assert_eq!(
+        fired(
+            "- IF Box < Limit THEN Ok",
+            r#"{"Box": "88000lb", "Limit": "40t"}"#
+        ),
+        ["Ok"]
+    );
+    assert_eq!(
+        fired("- IF A == B THEN Same", r#"{"A": "250cm", "B": "2.5m"}"#),
+        ["Same"]
+    );
+    // Plain strings still compare as text.
+    assert_eq!(
+        fired("- IF A < B THEN Before", r#"{"A": "apple", "B": "banana"}"#),
+        ["Before"]
+    );
+    // Duration strings work with timestamps; negation works on quantity strings.
+    assert_eq!(
+        fired(
+            "- IF time(T) + D > now() THEN Later",
+            r#"{"T": "2025-12-31T00:00:00Z", "D": "72h"}"#
+        ),
+        ["Later"]
+    );
+    assert_eq!(
+        fired("- IF -P > 3MW THEN Export", r#"{"P": "-3.5MW"}"#),
+        ["Export"]
+    );
+    // A ratio scales a quantity.
+    assert_eq!(
+        fired(
+            "- IF Draught * 110% > 10m THEN Deep",
+            r#"{"Draught": "9.5m"}"#
+        ),
+        ["Deep"]
+    );
+    // Currencies never convert: a dimension mismatch, not a type mismatch.
+    let d = run(
+        &policy("- IF Fee >= 10000USD THEN A ELSE B"),
+        r#"{"Fee": "950CHF"}"#,
+    );
+    assert_eq!(outcome(&d, "R1"), "unknown");
+    assert_eq!(d.warnings[0].code, "dimension_mismatch");
+}
