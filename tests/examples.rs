@@ -138,7 +138,7 @@ fn decide(ex: &Example) -> Result<String, String> {
 fn describe(diags: &[omni::Diagnostic], only: Option<Severity>) -> String {
     diags
         .iter()
-        .filter(|d| only.map_or(true, |s| d.severity == s))
+        .filter(|d| only.is_none_or(|s| d.severity == s))
         .map(|d| {
             format!(
                 "  {:?} {} line {}: {}",
