@@ -312,9 +312,20 @@ fn data_message(e: &serde_json::Error) -> String {
         Some(i) => s[..i].to_string(),
         None => s,
     };
-    // Type mismatches name our expectations ("a JSON object", "a string"),
-    // never a Rust type, thanks to the `expecting` attributes; bound them anyway.
-    base.chars().take(200).collect()
+    // Structs name their expectation ("a JSON object") through `expecting`;
+    // primitives would say `u64` or `bool`, so say it in JSON terms.
+    let mut m = base;
+    for (rust, json) in [
+        ("expected u64", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected i64", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        m = m.replace(rust, json);
+    }
+    m.chars().take(200).collect()
 }
 
 fn syntax_kind(e: &serde_json::Error) -> String {
@@ -351,6 +362,11 @@ mod tests {
         assert!(e.message().contains("bogus"), "{}", e.message());
         let e = parse(r#"{"code": "x", "options": {"timeoutMs": "fast"}}"#).unwrap_err();
         assert!(e.message().contains("options.timeoutMs"), "{}", e.message());
+        assert!(!e.message().contains("u64"), "{}", e.message());
+        let e = parse(r#"{"code": "x", "options": {"trace": 1}}"#).unwrap_err();
+        assert!(e.message().contains("true or false"), "{}", e.message());
+        let e = parse(r#"{"code": "x", "options": 7}"#).unwrap_err();
+        assert!(e.message().contains("a JSON object"), "{}", e.message());
         let e = parse(r#"{"code": 5}"#).unwrap_err();
         assert!(e.message().contains("code"), "{}", e.message());
         let e = parse(r#"{"context": {}}"#).unwrap_err();

@@ -374,10 +374,23 @@ pub fn load(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, Con
                 path: name.clone(),
                 reason: e.kind().to_string(),
             })?;
-            // Parse the file alone first: its errors carry a line and column.
-            toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse {
+            // Deserialize the file alone first: its errors carry a line, and
+            // the path names the key.
+            let de = toml::Deserializer::parse(&text).map_err(|e| ConfigError::Parse {
                 path: name.clone(),
                 message: e.message().to_string() + &location(&text, e.span()),
+            })?;
+            serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+                let key = e.path().to_string();
+                let inner = e.into_inner();
+                ConfigError::Parse {
+                    path: name.clone(),
+                    message: format!(
+                        "`{key}`: {}{}",
+                        inner.message(),
+                        location(&text, inner.span())
+                    ),
+                }
             })?;
             let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
                 path: name.clone(),
@@ -406,12 +419,7 @@ fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     };
     let upto = &text[..span.start.min(text.len())];
     let line = upto.matches('\n').count() + 1;
-    let key = text[span.start.min(text.len())..span.end.min(text.len())].trim();
-    if key.is_empty() || key.len() > 80 {
-        format!(" (line {line})")
-    } else {
-        format!(" (line {line}: `{key}`)")
-    }
+    format!(" (line {line})")
 }
 
 /// Every leaf key of the default configuration, as `(path, default value)`.

@@ -305,7 +305,7 @@ fn readiness(app: &App, request_id: &str) -> Response<Body> {
     let s = app.snapshot();
     let status = if app.draining() {
         "draining"
-    } else if s.workers_idle + s.workers_busy == 0 {
+    } else if !app.pool.has_capacity() {
         "not_ready"
     } else if app.pool.shared().in_backoff() {
         "crash_loop"
@@ -346,7 +346,7 @@ fn metrics_prom(app: &App) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(text)));
     r.headers_mut().insert(
         CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
 }

@@ -332,7 +332,11 @@ impl Metrics {
         self.uptime.set(s.uptime_sec as i64);
     }
 
-    /// The OpenMetrics text exposition.
+    /// The Prometheus text exposition (format 0.0.4), which every scraper
+    /// and `promtool check metrics` read. prometheus-client writes
+    /// OpenMetrics, whose counter families are named without `_total` and
+    /// which adds `# UNIT` and `# EOF` lines; [`openmetrics_to_prometheus`]
+    /// turns it into the classic format.
     pub fn render_prometheus(&self, s: &Snapshot) -> String {
         let reg = match self.registry.lock() {
             Ok(r) => r,
@@ -341,10 +345,9 @@ impl Metrics {
         self.set_gauges(s);
         let mut out = String::with_capacity(8 * 1024);
         if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {
-            out.clear();
-            out.push_str("# EOF\n");
+            return String::new();
         }
-        out
+        openmetrics_to_prometheus(&out)
     }
 
     /// The same counters as JSON.
@@ -399,6 +402,40 @@ impl Metrics {
     }
 }
 
+/// Rewrites OpenMetrics text as Prometheus 0.0.4 text: counter families
+/// get their `_total` name in `# HELP`/`# TYPE`, and `# UNIT`/`# EOF` go.
+pub fn openmetrics_to_prometheus(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        if let Some((kind, rest)) = meta {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            if counters.contains(name) {
+                out.push_str(kind);
+                out.push_str(name);
+                out.push_str("_total ");
+                out.push_str(tail);
+                out.push('\n');
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,7 +456,9 @@ mod tests {
         assert!(text.contains("omnid_http_requests_total{endpoint=\"validate\",status=\"200\"} 1"));
         assert!(text.contains("omnid_worker_restarts_total{reason=\"timeout\"} 1"));
         assert!(text.contains("omnid_phase_duration_seconds_bucket"));
-        assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains("# TYPE omnid_http_requests_total counter"));
+        assert!(!text.contains("# EOF"));
+        assert!(!text.contains("# UNIT"));
         let j = m.render_json(&s);
         assert_eq!(j["requests"]["validate"]["200"], 1);
         assert_eq!(j["workerRestarts"]["timeout"], 1);

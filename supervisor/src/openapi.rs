@@ -34,9 +34,9 @@ fn prom_get(summary: &str) -> Value {
         "tags": ["operations"],
         "responses": {
             "200": {
-                "description": "OpenMetrics text exposition",
+                "description": "Prometheus text exposition (format 0.0.4)",
                 "headers": { "X-Request-Id": { "$ref": "#/components/headers/XRequestId" } },
-                "content": { "application/openmetrics-text": { "schema": { "type": "string" } } }
+                "content": { "text/plain": { "schema": { "type": "string" } } }
             },
             "default": error_response("Unexpected error", &["internal"], false)
         }

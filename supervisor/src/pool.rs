@@ -440,10 +440,13 @@ impl WorkerPool {
         }
     }
 
-    /// At least one worker can take work.
+    /// At least one worker can take work now or in a moment: a slot that is
+    /// starting (a respawn, or a planned replacement while the old worker
+    /// still exists) counts; only slots that are down (back-off, failed
+    /// starts) do not.
     pub fn has_capacity(&self) -> bool {
-        let (idle, busy, _, _) = self.shared.states();
-        idle + busy > 0
+        let (idle, busy, starting, _) = self.shared.states();
+        idle + busy + starting > 0
     }
 
     /// Applies a reloaded configuration and rolls every worker, one at a time.
