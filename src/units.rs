@@ -251,6 +251,11 @@ pub fn approx_eq(a: f64, b: f64) -> bool {
 /// Parses `"250cm"`, `"1.5s"`, `"25%"`: a number immediately followed by a
 /// known suffix. Anything else is not a quantity.
 pub fn parse_quantity_str(s: &str) -> Option<(f64, UnitId)> {
+    // Most strings are words: reject them on the first byte.
+    match s.as_bytes().first()? {
+        b'0'..=b'9' | b'-' | b'+' | b'.' | b' ' | b'\t' => {}
+        _ => return None,
+    }
     let s = s.trim();
     let split = s
         .char_indices()

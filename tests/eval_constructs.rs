@@ -661,3 +661,11 @@ fn example_authors_findings_stay_fixed() {
     assert_eq!(outcome(&d, "R1"), "unknown");
     assert_eq!(d.warnings[0].code, "dimension_mismatch");
 }
+
+#[test]
+fn same_action_from_two_loops_with_equal_bindings_is_counted_once() {
+    let rules = "- FOR d IN ds {\n    - IF d > 1 THEN Check(d)\n}\n- FOR d IN ds {\n    - IF d > 2 THEN Check(d)\n}";
+    let dec = run(&policy(rules), r#"{"ds": [3]}"#);
+    assert_eq!(dec.action_strings(), ["Check(3)"]);
+    assert_eq!(dec.actions[0].count, 2);
+}
