@@ -275,6 +275,7 @@ impl ApiError {
             JobResult::Killed(reason) => Some(ApiError::from_restart(*reason, deadline)),
             JobResult::Quarantined(left) => Some(ApiError::PolicyQuarantined(left.as_secs())),
             JobResult::Expired => Some(ApiError::Overloaded),
+            JobResult::Unavailable => Some(ApiError::NotReady),
         }
     }
 

@@ -112,7 +112,9 @@ pub struct PoolSection {
     /// More than `restart_intensity` restarts in `restart_period_s` → back off.
     pub restart_intensity: u32,
     pub restart_period_s: u64,
-    /// Longest back-off between restarts while over the intensity.
+    /// First and longest back-off between restarts while over the intensity
+    /// (it doubles from the first to the longest).
+    pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
     /// More than this many failed worker starts in `failed_start_period_s`
     /// stops the service (exit 1).
@@ -163,7 +165,7 @@ pub struct RateLimitSection {
     pub max_clients: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
     pub enabled: bool,
@@ -266,6 +268,7 @@ impl Default for PoolSection {
             max_inflight: 2048,
             restart_intensity: 20,
             restart_period_s: 10,
+            backoff_initial_ms: 100,
             backoff_max_ms: 5_000,
             max_failed_starts: 5,
             failed_start_period_s: 10,
@@ -307,15 +310,6 @@ impl Default for RateLimitSection {
             burst: 200.0,
             trusted_proxies: Vec::new(),
             max_clients: 100_000,
-        }
-    }
-}
-
-impl Default for AuthSection {
-    fn default() -> Self {
-        AuthSection {
-            enabled: false,
-            tokens_file: String::new(),
         }
     }
 }
@@ -430,7 +424,8 @@ fn leaf_keys() -> Vec<(Vec<String>, toml::Value)> {
     };
     fn walk(prefix: &mut Vec<String>, t: &toml::Table, out: &mut Vec<(Vec<String>, toml::Value)>) {
         for (k, v) in t {
-            if prefix.is_empty() && k == "tenants" {
+            // Tenants are file-only; the format version is not an override.
+            if prefix.is_empty() && (k == "tenants" || k == "version") {
                 continue;
             }
             prefix.push(k.clone());
@@ -561,6 +556,7 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     positive("pool.max_inflight", c.pool.max_inflight as u64)?;
     positive("pool.restart_intensity", c.pool.restart_intensity as u64)?;
     positive("pool.restart_period_s", c.pool.restart_period_s)?;
+    positive("pool.backoff_initial_ms", c.pool.backoff_initial_ms)?;
     positive("pool.backoff_max_ms", c.pool.backoff_max_ms)?;
     positive("pool.max_failed_starts", c.pool.max_failed_starts as u64)?;
     positive("pool.failed_start_period_s", c.pool.failed_start_period_s)?;
@@ -836,6 +832,19 @@ mod tests {
         assert!(e.to_string().contains("listen"), "{e}");
         let e = load_str("version = 1\n[auth]\nenabled = true\n", &[]).unwrap_err();
         assert!(e.to_string().contains("auth.tokens_file"), "{e}");
+    }
+
+    #[test]
+    fn docs_list_every_key_and_environment_variable() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md");
+        let docs = std::fs::read_to_string(path).unwrap();
+        for (var, key) in env_overrides() {
+            assert!(docs.contains(&var), "docs/api.md does not mention {var}");
+            assert!(
+                docs.contains(&format!("`{key}`")),
+                "docs/api.md does not list `{key}`"
+            );
+        }
     }
 
     #[test]

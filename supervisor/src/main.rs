@@ -353,8 +353,11 @@ fn reload(cli: &Cli, app: &App, log: &logging::LogHandle) {
         );
     }
     let merged = Arc::new(old.config.merge_live(&new));
+    if let Err(e) = app.pool.reload(merged.clone()) {
+        tracing::error!(error = %e, "reload failed: a worker cannot start with the new configuration; keeping the running one");
+        return;
+    }
     log.set_level(&merged.log.level);
-    app.set_settings(Settings::new(merged.clone(), tokens));
-    app.pool.reload(merged);
+    app.set_settings(Settings::new(merged, tokens));
     tracing::info!("configuration reloaded; rolling workers one at a time");
 }

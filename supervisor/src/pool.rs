@@ -23,7 +23,7 @@ use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,8 @@ pub enum JobResult {
     Quarantined(Duration),
     /// The job waited in the queue too long, or the pool is stopping.
     Expired,
+    /// The job's slot lost its worker and is backing off.
+    Unavailable,
 }
 
 /// A reply with where the time went before the worker saw it.
@@ -103,6 +105,9 @@ pub struct PoolShared {
     config: RwLock<Arc<Config>>,
     generation: AtomicU64,
     slots: Vec<AtomicU8>,
+    /// Pid of each slot's current worker (0: none), for the last-resort
+    /// kill when a shutdown times out.
+    pids: Vec<AtomicU32>,
     stopping: AtomicBool,
     roll_lock: Mutex<()>,
     intensity: Mutex<Intensity>,
@@ -165,6 +170,12 @@ impl PoolShared {
     fn set_state(&self, slot: usize, s: SlotState) {
         if let Some(a) = self.slots.get(slot) {
             a.store(s as u8, Ordering::Release);
+        }
+    }
+
+    fn set_pid(&self, slot: usize, pid: u32) {
+        if let Some(a) = self.pids.get(slot) {
+            a.store(pid, Ordering::Release);
         }
     }
 
@@ -277,6 +288,7 @@ impl PoolShared {
             Instant::now(),
             cfg.pool.restart_intensity,
             Duration::from_secs(cfg.pool.restart_period_s),
+            Duration::from_millis(cfg.pool.backoff_initial_ms),
             Duration::from_millis(cfg.pool.backoff_max_ms),
         );
         if !delay.is_zero() {
@@ -342,6 +354,7 @@ impl WorkerPool {
             exe,
             config: RwLock::new(config.clone()),
             generation: AtomicU64::new(0),
+            pids: (0..n).map(|_| AtomicU32::new(0)).collect(),
             slots: (0..n)
                 .map(|_| AtomicU8::new(SlotState::Starting as u8))
                 .collect(),
@@ -449,13 +462,22 @@ impl WorkerPool {
         idle + busy + starting > 0
     }
 
-    /// Applies a reloaded configuration and rolls every worker, one at a time.
-    pub fn reload(&self, config: Arc<Config>) {
+    /// Applies a reloaded configuration and rolls every worker, one at a
+    /// time. A probe worker is started with the new configuration first: if
+    /// it cannot start, the reload is refused and nothing changes.
+    pub fn reload(&self, config: Arc<Config>) -> Result<(), PoolError> {
+        let (probe, _) = self.shared.spawn(&config)?;
+        let Live {
+            child, stream, pid, ..
+        } = probe;
+        drop(stream);
+        retire(Retired { child, pid });
         match self.shared.config.write() {
             Ok(mut c) => *c = config,
             Err(p) => *p.into_inner() = config,
         }
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Resolves when the pool has given up (too many failed starts).
@@ -482,6 +504,16 @@ impl WorkerPool {
             }
             if t.is_finished() {
                 let _ = t.join();
+            }
+        }
+        // Dispatchers still busy past the timeout: their workers go now.
+        for p in &self.shared.pids {
+            let pid = p.swap(0, Ordering::AcqRel);
+            if pid != 0 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
         lock(&self.reaper).take();
@@ -528,6 +560,29 @@ enum Exchange {
     Deadline,
     /// The worker is gone or spoke nonsense.
     Broken,
+}
+
+/// Answers a job that cannot be served now (its slot is backing off).
+fn unavailable(job: Job) {
+    let queue_time = job.enqueued.elapsed();
+    let _ = job.reply.send(JobReply {
+        result: JobResult::Unavailable,
+        queue_time,
+    });
+}
+
+/// Whether an idle worker's socket shows its end: hang-up, error, or data
+/// nobody asked for (which is a protocol error, so the worker goes too).
+fn peer_gone(stream: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for a socket we own; zero timeout.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// Kills (when `kill`) and reaps a worker; returns how it ended and its CPU time.
@@ -605,14 +660,21 @@ impl Dispatcher {
     fn run(self, first: Live, rx: Receiver<Job>) {
         let mut live = Some(first);
         let mut respawn_at = Instant::now();
+        // A job taken from the queue just as its worker turned out dead; it
+        // never ran, so it goes to the replacement.
+        let mut pending: Option<Job> = None;
         loop {
             if live.is_none() {
-                if self.shared.stopping() && rx.is_empty() {
+                if self.shared.stopping() && rx.is_empty() && pending.is_none() {
                     break;
                 }
                 self.shared.set_state(self.slot, SlotState::Down);
                 let now = Instant::now();
                 if now < respawn_at {
+                    // Backing off: do not hold a client while waiting.
+                    if let Some(job) = pending.take() {
+                        unavailable(job);
+                    }
                     std::thread::sleep((respawn_at - now).min(Duration::from_millis(50)));
                     continue;
                 }
@@ -626,41 +688,61 @@ impl Dispatcher {
                     Err(e) => {
                         self.shared.failed_start(&cfg, &e);
                         self.shared.set_state(self.slot, SlotState::Down);
+                        if let Some(job) = pending.take() {
+                            unavailable(job);
+                        }
                         respawn_at = Instant::now() + Duration::from_millis(200);
                         continue;
                     }
                 }
             }
             let Some(mut w) = live.take() else { continue };
+            self.shared.set_pid(self.slot, w.pid);
             // A reload bumped the generation: roll this worker, one slot at a time.
             let gen = self.shared.generation.load(Ordering::Acquire);
             let mut wait = Duration::from_millis(250);
-            if w.generation != gen && !self.shared.stopping() {
+            if w.generation != gen && !self.shared.stopping() && pending.is_none() {
                 match self.shared.roll_lock.try_lock() {
                     Ok(_guard) => {
                         w = self.replace(w, "configuration reload");
+                        self.shared.set_pid(self.slot, w.pid);
                     }
                     Err(_) => wait = Duration::from_millis(20),
                 }
             }
             self.shared.set_state(self.slot, SlotState::Idle);
-            let job = match rx.recv_timeout(wait) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
-                    live = Some(w);
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    live = Some(w);
-                    break;
-                }
+            let job = match pending.take() {
+                Some(job) => job,
+                None => match rx.recv_timeout(wait) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if peer_gone(&w.stream) {
+                            respawn_at = Instant::now() + self.died_idle(w);
+                        } else {
+                            live = Some(w);
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
+                        live = Some(w);
+                        break;
+                    }
+                },
             };
+            // A worker that died while idle (the OOM killer, an operator's
+            // kill) is replaced without charging its death to this job.
+            if peer_gone(&w.stream) {
+                respawn_at = Instant::now() + self.died_idle(w);
+                pending = Some(job);
+                continue;
+            }
             self.shared.set_state(self.slot, SlotState::Busy);
             match self.serve(&mut w, job) {
                 Ok(()) => {
                     live = Some(self.maybe_recycle(w));
                 }
                 Err(delay) => {
+                    self.shared.set_pid(self.slot, 0);
                     respawn_at = Instant::now() + delay;
                 }
             }
@@ -669,6 +751,24 @@ impl Dispatcher {
         if let Some(w) = live {
             self.retire(w);
         }
+        self.shared.set_pid(self.slot, 0);
+    }
+
+    /// Reaps a worker found dead between requests; returns the back-off.
+    fn died_idle(&self, mut w: Live) -> Duration {
+        let cfg = self.shared.config();
+        let (ended, cpu) = reap(&mut w.child, true);
+        self.shared.set_pid(self.slot, 0);
+        let reason = classify(ended, cpu, Duration::from_secs(cfg.worker.cpu_seconds));
+        self.shared.metrics.restart(reason);
+        tracing::warn!(
+            slot = self.slot,
+            reason = reason.as_str(),
+            ended = %ended,
+            served = w.served,
+            "worker died between requests; restarting it"
+        );
+        self.shared.unplanned_restart(&cfg)
     }
 
     fn retire(&self, w: Live) {

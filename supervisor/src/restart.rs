@@ -121,12 +121,13 @@ impl Intensity {
         now: Instant,
         max: u32,
         period: Duration,
+        initial: Duration,
         backoff_max: Duration,
     ) -> Duration {
         let n = self.window.record(now, period);
         if n > max as usize {
             let next = match self.backoff {
-                None => Duration::from_millis(100),
+                None => initial.min(backoff_max),
                 Some(d) => (d * 2).min(backoff_max),
             };
             self.backoff = Some(next);
@@ -238,10 +239,11 @@ mod tests {
         let t0 = Instant::now();
         let p = Duration::from_secs(10);
         let max = Duration::from_secs(5);
-        assert_eq!(i.record(t0, 2, p, max), Duration::ZERO);
-        assert_eq!(i.record(t0, 2, p, max), Duration::ZERO);
-        assert_eq!(i.record(t0, 2, p, max), Duration::from_millis(100));
-        assert_eq!(i.record(t0, 2, p, max), Duration::from_millis(200));
+        let first = Duration::from_millis(100);
+        assert_eq!(i.record(t0, 2, p, first, max), Duration::ZERO);
+        assert_eq!(i.record(t0, 2, p, first, max), Duration::ZERO);
+        assert_eq!(i.record(t0, 2, p, first, max), Duration::from_millis(100));
+        assert_eq!(i.record(t0, 2, p, first, max), Duration::from_millis(200));
         assert!(i.in_backoff(t0, 2, p));
         assert!(!i.in_backoff(t0 + Duration::from_secs(11), 2, p));
     }

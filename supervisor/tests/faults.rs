@@ -185,3 +185,20 @@ fn workers_are_recycled_after_max_requests_without_failing_requests() {
     assert_eq!(after.len(), 2, "{after:?}");
     assert!(before.iter().all(|p| !after.contains(p)));
 }
+
+#[test]
+fn timeout_ms_lowers_the_deadline_but_never_raises_it() {
+    let srv = Server::start("[worker]\ntimeout_ms = 100\n[limits]\nfuel = 2000000000\n");
+    let mut body = slow_body(150);
+    body["options"] = json!({ "timeoutMs": 60000 });
+    let t = Instant::now();
+    let r = srv.validate(&body);
+    let took = t.elapsed();
+    assert_eq!((r.status, r.error_code().as_str()), (422, "timeout"));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("100 ms"));
+    assert!(took < Duration::from_millis(600), "{took:?}");
+    assert_eq!(srv.validate(&good_body()).status, 200);
+}
