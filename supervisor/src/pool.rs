@@ -757,6 +757,7 @@ impl Dispatcher {
     /// Reaps a worker found dead between requests; returns the back-off.
     fn died_idle(&self, mut w: Live) -> Duration {
         let cfg = self.shared.config();
+        self.shared.set_state(self.slot, SlotState::Down);
         let (ended, cpu) = reap(&mut w.child, true);
         self.shared.set_pid(self.slot, 0);
         let reason = classify(ended, cpu, Duration::from_secs(cfg.worker.cpu_seconds));
@@ -895,12 +896,16 @@ impl Dispatcher {
                     // Whatever the wait status says, the deadline killed it.
                     let reason = RestartReason::Timeout;
                     let (ended, _) = reap(&mut w.child, true);
+                    self.shared.set_state(self.slot, SlotState::Down);
+                    self.shared.set_pid(self.slot, 0);
                     self.killed(w, &work.request_id, &work.policy_id, reason, &cfg, ended);
                     answer(JobResult::Killed(reason));
                     return Err(self.shared.unplanned_restart(&cfg));
                 }
                 Exchange::Reply(_) | Exchange::Broken => {
                     let (ended, cpu) = reap(&mut w.child, true);
+                    self.shared.set_state(self.slot, SlotState::Down);
+                    self.shared.set_pid(self.slot, 0);
                     let reason = classify(ended, cpu, Duration::from_secs(cfg.worker.cpu_seconds));
                     self.killed(w, &work.request_id, &work.policy_id, reason, &cfg, ended);
                     answer(JobResult::Killed(reason));

@@ -491,3 +491,21 @@ fn openapi_document_is_openapi_3_and_covers_every_endpoint() {
         }
     }
 }
+
+#[test]
+fn language_limits_are_422_with_their_codes() {
+    let srv = Server::start("[limits]\nmax_string_bytes = 16\n");
+    let code = GOOD_POLICY.replace(
+        "- IF Battery < 20% THEN ReturnToHome",
+        "- IF Name + Name + Name == \"x\" THEN ReturnToHome",
+    );
+    let r = srv.validate(&json!({ "code": code, "context": { "Name": "0123456789" } }));
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.error_code(), "value_too_large");
+    let r = srv.validate(&slow_body(100));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (422, "budget_exceeded")
+    );
+    assert_eq!(srv.restarts("crash") + srv.restarts("timeout"), 0);
+}

@@ -299,7 +299,7 @@ fn crash_loop_backs_off_and_reports_not_ready() {
     let full = |srv: &Server| {
         srv.wait_ready_where(Duration::from_secs(2), |v| {
             v["workers"]["idle"].as_u64().unwrap_or(0) == 2
-        })
+        }) && srv.workers().len() == 2
     };
     let kill = |pid: u32| {
         // SAFETY: SIGKILL to a worker of the server we started.
@@ -372,5 +372,38 @@ fn workers_that_cannot_start_are_a_start_up_error() {
     assert!(
         !stdout.contains("listening on"),
         "the listener must not open"
+    );
+}
+
+#[test]
+fn systemd_notifications_when_notify_socket_is_set() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = TempDir::new("notify");
+    let sock_path = dir.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let cfg = dir.path("omnid.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version = 1\nlisten = \"127.0.0.1:0\"\nworkers = 1\nsandbox = \"{}\"\n",
+            sandbox_setting()
+        ),
+    )
+    .unwrap();
+    let notify = sock_path.to_str().unwrap().to_string();
+    let mut srv = Server::start_in_env(dir, cfg, &[("NOTIFY_SOCKET", &notify)]);
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).unwrap();
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.contains("READY=1"), "{msg}");
+    assert!(msg.contains("STATUS=listening on 127.0.0.1:"), "{msg}");
+    srv.signal(libc::SIGTERM);
+    let n = sock.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    assert_eq!(
+        srv.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
     );
 }

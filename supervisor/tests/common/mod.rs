@@ -143,7 +143,15 @@ impl Server {
     }
 
     pub fn start_in(dir: TempDir, config_path: PathBuf) -> Server {
-        let mut child = omnid()
+        Self::start_in_env(dir, config_path, &[])
+    }
+
+    pub fn start_in_env(dir: TempDir, config_path: PathBuf, env: &[(&str, &str)]) -> Server {
+        let mut cmd = omnid();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .arg("--config")
             .arg(&config_path)
             .stdin(Stdio::null())
