@@ -132,6 +132,52 @@ impl Client {
     }
 }
 
+/// The worker's code path in this process: encode and decode the request,
+/// handle it (cache hit), encode and decode the reply. The difference to
+/// [`in_process`] is the protocol's CPU cost; the difference to a round trip
+/// is the process boundary (system calls and wake-ups).
+struct CodePath {
+    state: omni_worker::worker::WorkerState,
+    frame: Vec<u8>,
+}
+
+impl CodePath {
+    fn new(w: &Workload) -> CodePath {
+        let mut state = omni_worker::worker::WorkerState::new(&WorkerConfig::default());
+        state.handle(Request {
+            id: 0,
+            policy: PolicySource::Text {
+                policy_id: w.policy_id.clone(),
+                text: w.text.clone(),
+            },
+            context: None,
+            now_unix_nanos: NOW_NANOS,
+            options: RequestOptions::default(),
+        });
+        CodePath {
+            state,
+            frame: Vec::with_capacity(64 << 10),
+        }
+    }
+
+    fn run(&mut self, w: &Workload) -> Reply {
+        let req = Request {
+            id: 1,
+            policy: PolicySource::Cached {
+                policy_id: w.policy_id.clone(),
+            },
+            context: Some(w.context.clone()),
+            now_unix_nanos: NOW_NANOS,
+            options: RequestOptions::default(),
+        };
+        encode_frame(&req, &mut self.frame).expect("encode");
+        let req: Request = decode_payload(&self.frame[4..]).expect("decode");
+        let reply = self.state.handle(req);
+        encode_frame(&reply, &mut self.frame).expect("encode");
+        decode_payload::<Reply>(&self.frame[4..]).expect("decode")
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let w = workload();
     let mut client = Client::start(&w);
@@ -146,19 +192,27 @@ fn bench(c: &mut Criterion) {
     g.bench_function("worker_cache_hit", |b| {
         b.iter(|| black_box(client.cached(&w)))
     });
+    // The worker's code path without the process boundary.
+    let mut path = CodePath::new(&w);
+    g.bench_function("worker_code_path_no_ipc", |b| {
+        b.iter(|| black_box(path.run(&w)))
+    });
     g.finish();
 
-    summary(&w, &mut client);
+    summary(&w, &mut client, &mut path);
 }
 
-/// Times single iterations, interleaved so that both see the same machine
-/// load, and prints median and p99 of each and the difference of medians.
-fn summary(w: &Workload, client: &mut Client) {
+/// Times single iterations, interleaved so that all three see the same
+/// machine load, and prints median and p99 of each and the differences of
+/// the medians.
+fn summary(w: &Workload, client: &mut Client, path: &mut CodePath) {
     const N: usize = 20_000;
     let mut local = Vec::with_capacity(N);
+    let mut code = Vec::with_capacity(N);
     let mut remote = Vec::with_capacity(N);
     for _ in 0..2_000 {
         black_box(in_process(w));
+        black_box(path.run(w));
         black_box(client.cached(w));
     }
     for _ in 0..N {
@@ -166,10 +220,13 @@ fn summary(w: &Workload, client: &mut Client) {
         black_box(in_process(w));
         local.push(t.elapsed());
         let t = Instant::now();
+        black_box(path.run(w));
+        code.push(t.elapsed());
+        let t = Instant::now();
         black_box(client.cached(w));
         remote.push(t.elapsed());
     }
-    // CPU time of the worker over N cache-hit requests (utime + stime).
+    // Back to back, and the worker's CPU time over N requests (utime + stime).
     let pid = client.worker.pid();
     let cpu0 = cpu_ticks(pid);
     let t = Instant::now();
@@ -185,15 +242,19 @@ fn summary(w: &Workload, client: &mut Client) {
     }
     let local_per_req = t.elapsed().as_nanos() as f64 / 1000.0 / N as f64;
     let (lm, lp) = stats(&mut local);
+    let (cm, cp) = stats(&mut code);
     let (rm, rp) = stats(&mut remote);
     let timings = client.cached(w).timings;
     println!();
     println!("roundtrip summary ({N} interleaved iterations each, drone_ops workload, cache hit):");
     println!("  in-process (parse context + evaluate + decision JSON): median {lm:.1} µs, p99 {lp:.1} µs");
+    println!("  worker code path in this process (no IPC):             median {cm:.1} µs, p99 {cp:.1} µs");
     println!("  through a sandboxed worker (round trip):               median {rm:.1} µs, p99 {rp:.1} µs");
     println!(
-        "  added cost at the median:                              {:.1} µs",
-        rm - lm
+        "  added cost at the median: {:.1} µs (protocol CPU {:.1} µs, process boundary {:.1} µs)",
+        rm - lm,
+        cm - lm,
+        rm - cm
     );
     println!(
         "  back to back: worker round trip {wall_per_req:.1} µs/request of which worker CPU {worker_cpu:.1} µs; in-process {local_per_req:.1} µs/request"
