@@ -230,6 +230,17 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
         let total = received.elapsed();
         app.metrics.validate_latency(total);
         let (q, p, c, e) = log.timings.unwrap_or_default();
+        // The worker's phase timings as span fields, for subscribers that
+        // export spans; the log line repeats them flat.
+        let span = tracing::info_span!(
+            "evaluation",
+            requestId = %request_id,
+            queueUs = q,
+            parseUs = p,
+            checkUs = c,
+            evalUs = e
+        );
+        let _entered = span.enter();
         tracing::info!(
             requestId = %request_id,
             tenant = log.tenant.as_deref().unwrap_or("-"),

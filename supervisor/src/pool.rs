@@ -31,8 +31,13 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Work {
     pub request_id: String,
-    /// `sha256:` of the policy text (the quarantine key).
+    /// For logs only.
+    pub tenant: Option<String>,
+    /// `sha256:` of the policy text.
     pub policy_id: String,
+    /// What quarantine counts kills by: the policy id, per tenant, so one
+    /// tenant's quarantine tells nothing about another's policies.
+    pub quarantine_key: String,
     /// The key the worker caches the compiled policy under: the policy id,
     /// plus a suffix when the tenant or compile options differ from the
     /// deployment default, so a cache hit never crosses tenants or options.
@@ -321,9 +326,9 @@ impl PoolShared {
         lock(&self.quarantine).active(Instant::now())
     }
 
-    fn record_kill(&self, cfg: &Config, policy_id: &str) {
+    fn record_kill(&self, cfg: &Config, key: &str, policy_id: &str) {
         let q = lock(&self.quarantine).record_kill(
-            policy_id,
+            key,
             Instant::now(),
             cfg.pool.quarantine_threshold,
             Duration::from_secs(cfg.pool.quarantine_window_s),
@@ -824,7 +829,7 @@ impl Dispatcher {
     /// Serves one job. `Err(delay)`: the worker is gone; respawn after `delay`.
     fn serve(&self, w: &mut Live, job: Job) -> Result<(), Duration> {
         let Job {
-            work,
+            mut work,
             enqueued,
             reply,
         } = job;
@@ -843,14 +848,14 @@ impl Dispatcher {
             answer(JobResult::Expired);
             return Ok(());
         }
-        if let Some(left) = self.shared.quarantined(&work.policy_id) {
+        if let Some(left) = self.shared.quarantined(&work.quarantine_key) {
             answer(JobResult::Quarantined(left));
             return Ok(());
         }
         let until = Instant::now() + work.deadline;
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let cached = w.cached.iter().any(|k| *k == work.cache_key);
-        let mut text = Some(work.text);
+        let mut text = Some(std::mem::take(&mut work.text));
         let mut req = Request {
             id,
             policy: if cached {
@@ -863,9 +868,9 @@ impl Dispatcher {
                     text: text.take().unwrap_or_default(),
                 }
             },
-            context: work.context,
+            context: work.context.take(),
             now_unix_nanos: work.now_unix_nanos,
-            options: work.options,
+            options: std::mem::take(&mut work.options),
         };
         loop {
             match self.exchange(w, &req, until) {
@@ -898,7 +903,7 @@ impl Dispatcher {
                     let (ended, _) = reap(&mut w.child, true);
                     self.shared.set_state(self.slot, SlotState::Down);
                     self.shared.set_pid(self.slot, 0);
-                    self.killed(w, &work.request_id, &work.policy_id, reason, &cfg, ended);
+                    self.killed(w, &work, reason, &cfg, ended);
                     answer(JobResult::Killed(reason));
                     return Err(self.shared.unplanned_restart(&cfg));
                 }
@@ -907,7 +912,7 @@ impl Dispatcher {
                     self.shared.set_state(self.slot, SlotState::Down);
                     self.shared.set_pid(self.slot, 0);
                     let reason = classify(ended, cpu, Duration::from_secs(cfg.worker.cpu_seconds));
-                    self.killed(w, &work.request_id, &work.policy_id, reason, &cfg, ended);
+                    self.killed(w, &work, reason, &cfg, ended);
                     answer(JobResult::Killed(reason));
                     return Err(self.shared.unplanned_restart(&cfg));
                 }
@@ -915,26 +920,20 @@ impl Dispatcher {
         }
     }
 
-    fn killed(
-        &self,
-        w: &Live,
-        request_id: &str,
-        policy_id: &str,
-        reason: RestartReason,
-        cfg: &Config,
-        ended: Ended,
-    ) {
+    fn killed(&self, w: &Live, work: &Work, reason: RestartReason, cfg: &Config, ended: Ended) {
         self.shared.metrics.restart(reason);
         tracing::warn!(
-            requestId = request_id,
-            policyId = policy_id,
+            requestId = %work.request_id,
+            tenant = work.tenant.as_deref().unwrap_or("-"),
+            policyId = %work.policy_id,
             slot = self.slot,
             reason = reason.as_str(),
             ended = %ended,
             served = w.served,
             "worker restarted"
         );
-        self.shared.record_kill(cfg, policy_id);
+        self.shared
+            .record_kill(cfg, &work.quarantine_key, &work.policy_id);
     }
 
     fn note_cache(&self, w: &mut Live, key: &str, o: &Outcome) {

@@ -160,7 +160,11 @@ pub async fn handle(
 
     let policy_id = omni::policy::policy_id(parsed.code.as_bytes());
     log.policy_id = Some(policy_id.clone());
-    if let Some(left) = app.pool.shared().quarantined(&policy_id) {
+    let quarantine_key = match &tenant {
+        Some(t) => format!("{policy_id}@{t}"),
+        None => policy_id.clone(),
+    };
+    if let Some(left) = app.pool.shared().quarantined(&quarantine_key) {
         return Err(ApiError::PolicyQuarantined(left.as_secs().max(1)));
     }
     if !app.pool.has_capacity() {
@@ -172,7 +176,9 @@ pub async fn handle(
     let job = Job {
         work: Work {
             request_id: request_id.to_string(),
+            tenant: tenant.clone(),
             policy_id: policy_id.clone(),
+            quarantine_key,
             cache_key,
             text: parsed.code,
             context,
