@@ -10,7 +10,9 @@ pub mod protocol;
 pub mod sandbox;
 pub mod worker;
 
-pub use process::{config_from_args, spawn_worker, WorkerProcess, WORKER_FD};
+pub use process::{
+    classify_exit, config_from_args, spawn_worker, WorkerExit, WorkerProcess, WORKER_FD,
+};
 pub use sandbox::{apply_sandbox, SandboxError};
 pub use worker::run_worker;
 

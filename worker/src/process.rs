@@ -101,3 +101,64 @@ pub fn config_from_args(args: &[String]) -> Option<Result<WorkerConfig, String>>
     };
     Some(serde_json::from_str(json).map_err(|e| format!("bad worker configuration: {e}")))
 }
+
+/// Why a worker process ended, from its wait status (SERVICE.md §1's restart
+/// reasons, as far as the status alone can tell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// Exit 0: the supervisor closed the socket.
+    Clean,
+    /// Exit [`EXIT_PROTOCOL_ERROR`](crate::protocol::EXIT_PROTOCOL_ERROR): a bad frame.
+    ProtocolError,
+    /// Exit [`EXIT_SANDBOX_FAILED`](crate::protocol::EXIT_SANDBOX_FAILED).
+    SandboxFailed,
+    /// Exit [`EXIT_USAGE`](crate::protocol::EXIT_USAGE).
+    Usage,
+    /// `SIGSYS`: the seccomp filter refused a system call.
+    SeccompViolation,
+    /// `SIGXCPU`: `RLIMIT_CPU` was reached.
+    CpuLimit,
+    /// `SIGABRT`: an allocation failed under `RLIMIT_AS` (or another abort,
+    /// e.g. a stack overflow; the worker's stderr says which).
+    MemoryLimit,
+    /// `SIGKILL`: the supervisor's own kill (deadline), the OOM killer, or
+    /// the `RLIMIT_CPU` hard limit; only the supervisor knows which.
+    Killed,
+    /// Any other exit code or signal (an uncaught panic exits 101).
+    Crash,
+}
+
+impl WorkerExit {
+    /// The restart reason of SERVICE.md §1 (`Killed` is reported as `crash`
+    /// unless the supervisor knows better).
+    pub fn reason(self) -> &'static str {
+        match self {
+            WorkerExit::Clean => "recycled",
+            WorkerExit::SeccompViolation => "seccomp_violation",
+            WorkerExit::CpuLimit => "cpu_limit",
+            WorkerExit::MemoryLimit => "memory_limit",
+            WorkerExit::ProtocolError
+            | WorkerExit::SandboxFailed
+            | WorkerExit::Usage
+            | WorkerExit::Killed
+            | WorkerExit::Crash => "crash",
+        }
+    }
+}
+
+/// Classifies a worker's wait status.
+pub fn classify_exit(status: std::process::ExitStatus) -> WorkerExit {
+    use crate::protocol::{EXIT_PROTOCOL_ERROR, EXIT_SANDBOX_FAILED, EXIT_USAGE};
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(0), _) => WorkerExit::Clean,
+        (Some(EXIT_PROTOCOL_ERROR), _) => WorkerExit::ProtocolError,
+        (Some(EXIT_SANDBOX_FAILED), _) => WorkerExit::SandboxFailed,
+        (Some(EXIT_USAGE), _) => WorkerExit::Usage,
+        (_, Some(libc::SIGSYS)) => WorkerExit::SeccompViolation,
+        (_, Some(libc::SIGXCPU)) => WorkerExit::CpuLimit,
+        (_, Some(libc::SIGABRT)) => WorkerExit::MemoryLimit,
+        (_, Some(libc::SIGKILL)) => WorkerExit::Killed,
+        _ => WorkerExit::Crash,
+    }
+}

@@ -56,6 +56,10 @@ fn assert_protocol_exit(bytes: &[u8], what: &str) {
         "{what}: {}",
         describe(&st)
     );
+    assert_eq!(
+        omni_worker::classify_exit(st),
+        omni_worker::WorkerExit::ProtocolError
+    );
 }
 
 #[test]

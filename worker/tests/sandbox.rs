@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use omni_worker::SandboxConfig;
+use omni_worker::{classify_exit, SandboxConfig, WorkerExit};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ fn probe_status(probe: &str) -> std::process::ExitStatus {
 fn assert_sigsys(probe: &str) {
     let st = probe_status(probe);
     println!("probe {probe}: {}", describe(&st));
+    assert_eq!(classify_exit(st), WorkerExit::SeccompViolation);
     assert_eq!(
         st.signal(),
         Some(libc::SIGSYS),
@@ -231,6 +232,7 @@ fn memory_beyond_rlimit_as_aborts_within_a_second() {
     let (st, took) = wait_for(&mut w, Duration::from_secs(10));
     println!("alloc probe: {} after {took:?}", describe(&st));
     assert_eq!(st.signal(), Some(libc::SIGABRT), "alloc: {}", describe(&st));
+    assert_eq!(classify_exit(st).reason(), "memory_limit");
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
 
@@ -250,6 +252,9 @@ fn cpu_beyond_rlimit_cpu_is_ended_by_the_kernel() {
         "spin: {}",
         describe(&st)
     );
+    if sig == Some(libc::SIGXCPU) {
+        assert_eq!(classify_exit(st).reason(), "cpu_limit");
+    }
     // One second of CPU (a second more if SIGXCPU were ignored), on a busy machine.
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
