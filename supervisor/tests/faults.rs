@@ -202,3 +202,28 @@ fn timeout_ms_lowers_the_deadline_but_never_raises_it() {
     assert!(took < Duration::from_millis(600), "{took:?}");
     assert_eq!(srv.validate(&good_body()).status, 200);
 }
+
+#[test]
+fn memory_bomb_is_memory_limit_and_only_that_request_fails() {
+    let srv = Server::start(
+        "[worker]\ntimeout_ms = 10000\nmemory_mib = 64\n[limits]\nfuel = 2000000000\n",
+    );
+    let code = GOOD_POLICY.replace(
+        "- IF Battery < 20% THEN ReturnToHome",
+        "- IF count(map(Xs, |x| S + S + S + S + S + S + S + S + S + S)) > 0 THEN Big",
+    );
+    let xs: Vec<u32> = (0..2000).collect();
+    let body = json!({ "code": code, "context": { "Xs": xs, "S": "x".repeat(90_000) } });
+    let (bomb, good) = with_good_load(&srv, 3, 15, || srv.validate(&body));
+    assert_eq!(bomb.status, 422, "{}", bomb.text());
+    assert_eq!(bomb.error_code(), "memory_limit");
+    assert_all_ok(&good);
+    assert_eq!(srv.restarts("memory_limit"), 1);
+    assert!(
+        srv.wait_ready_where(Duration::from_secs(1), |v| v["workers"]["idle"]
+            .as_u64()
+            .unwrap_or(0)
+            + v["workers"]["busy"].as_u64().unwrap_or(0)
+            == 2)
+    );
+}

@@ -407,3 +407,42 @@ fn systemd_notifications_when_notify_socket_is_set() {
         Some(0)
     );
 }
+
+#[test]
+fn repeated_failed_worker_starts_stop_the_service_with_exit_1() {
+    // Run a copy of the binary, then delete it: respawns can no longer exec.
+    let dir = TempDir::new("failstart");
+    let exe = dir.path("omnid-copy");
+    std::fs::copy(env!("CARGO_BIN_EXE_omnid"), &exe).unwrap();
+    let cfg = dir.path("omnid.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version = 1\nlisten = \"127.0.0.1:0\"\nworkers = 1\nsandbox = \"{}\"\n\
+             [pool]\nmax_failed_starts = 5\nfailed_start_period_s = 10\n",
+            sandbox_setting()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(&exe);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OMNID_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut srv = Server::start_exe(cmd, dir, cfg, &[]);
+    assert_eq!(srv.validate(&good_body()).status, 200);
+    std::fs::remove_file(&exe).unwrap();
+    let worker = srv.workers()[0];
+    // SAFETY: SIGKILL to the worker of the server we started.
+    unsafe {
+        libc::kill(worker as i32, libc::SIGKILL);
+    }
+    let st = srv
+        .wait_exit(Duration::from_secs(15))
+        .expect("omnid gave up and exited");
+    assert_eq!(st.code(), Some(1));
+    let logs = srv.logs().join("\n");
+    assert!(logs.contains("worker start failed"), "{logs}");
+    assert!(logs.contains("cannot recover"), "{logs}");
+}

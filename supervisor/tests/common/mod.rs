@@ -147,7 +147,16 @@ impl Server {
     }
 
     pub fn start_in_env(dir: TempDir, config_path: PathBuf, env: &[(&str, &str)]) -> Server {
-        let mut cmd = omnid();
+        Self::start_exe(omnid(), dir, config_path, env)
+    }
+
+    /// Starts `cmd` (an omnid binary) with the configuration file.
+    pub fn start_exe(
+        mut cmd: Command,
+        dir: TempDir,
+        config_path: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
