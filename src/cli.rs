@@ -1,4 +1,5 @@
-//! The `omni` command line: `omni check` and `omni eval`.
+//! The `omni` command line: `omni check`, `omni eval`, `omni fmt` and
+//! `omni test`.
 //!
 //! Exit codes: 0 success; 1 the policy has errors; 2 usage or input errors
 //! (unreadable file, context that is not a JSON object, bad `--now`);
@@ -53,6 +54,31 @@ pub enum Command {
         #[arg(long)]
         trace: bool,
     },
+    /// Print policies in the canonical layout, check it, or rewrite the files.
+    Fmt {
+        /// Policy files; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print a diff for each file that is not formatted, and exit 1.
+        #[arg(long, conflicts_with = "write")]
+        check: bool,
+        /// Rewrite the files in place.
+        #[arg(long)]
+        write: bool,
+        /// Refuse policies with conformance problems (the default is lenient).
+        #[arg(long)]
+        strict: bool,
+        /// Rewrite legacy forms: `=` to `==`, two-line IF to one line, FOR without braces to braces.
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// Run policy unit tests: `*.omni.test.toml` files under PATHs (default: `.`).
+    Test {
+        /// Test files, policies (their `.omni.test.toml`) or directories.
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>, String> {
@@ -105,6 +131,31 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             out,
             err,
         ),
+        Command::Fmt {
+            files,
+            check,
+            write,
+            strict,
+            upgrade,
+        } => {
+            let mode = match (check, write) {
+                (true, _) => crate::fmt::Mode::Check,
+                (_, true) => crate::fmt::Mode::Write,
+                _ => crate::fmt::Mode::Print,
+            };
+            let opts = crate::fmt::FmtOptions {
+                profile: if strict {
+                    crate::options::Profile::Strict
+                } else {
+                    crate::options::Profile::Lenient
+                },
+                upgrade,
+            };
+            crate::fmt::run_cli(&files, mode, &opts, out, err)
+        }
+        Command::Test { paths, format } => {
+            crate::policy_test::run_cli(&paths, format == Format::Json, out, err)
+        }
     }
 }
 
