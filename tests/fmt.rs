@@ -959,3 +959,96 @@ proptest! {
         prop_assert_eq!(plain(&formatted), plain(&original));
     }
 }
+
+// ----- the command --------------------------------------------------------
+
+fn omni(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_omni"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the omni binary runs")
+}
+
+#[test]
+fn fmt_check_passes_on_the_examples() {
+    let files: Vec<String> = omni_files(EXAMPLES)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut args = vec!["fmt", "--check"];
+    args.extend(files.iter().map(String::as_str));
+    let o = omni(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn fmt_check_write_and_errors() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fmt_cli");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let messy = dir.join("messy.omni");
+    let src = "intent: x\nactor:\n- Primary: A\ncontext:\n- Domain: D\nrule:\n-  if a>1 then B\nconstraint: c\nimpact: i\ntrace: t\n";
+    std::fs::write(&messy, src).expect("write");
+    let path = messy.to_str().expect("UTF-8 path");
+
+    // Without flags: the formatted text on standard output, the file untouched.
+    let o = omni(&["fmt", path]);
+    assert_eq!(o.status.code(), Some(0));
+    let formatted = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        formatted.contains("RULE:\n- IF a > 1 THEN B\n"),
+        "{formatted}"
+    );
+    assert_eq!(std::fs::read_to_string(&messy).expect("read"), src);
+
+    // --check: exit 1 and a diff.
+    let o = omni(&["fmt", "--check", path]);
+    assert_eq!(o.status.code(), Some(1));
+    let diff = String::from_utf8_lossy(&o.stdout);
+    assert!(diff.contains("--- ") && diff.contains("+++ "), "{diff}");
+    assert!(diff.contains("\n--  if a>1 then B\n"), "{diff}");
+    assert!(diff.contains("\n+- IF a > 1 THEN B\n"), "{diff}");
+
+    // --write, then --check passes.
+    let o = omni(&["fmt", "--write", path]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&messy).expect("read"), formatted);
+    assert_eq!(omni(&["fmt", "--check", path]).status.code(), Some(0));
+
+    // --strict refuses conformance problems; --upgrade rewrites `=`.
+    let legacy = dir.join("legacy.omni");
+    std::fs::write(&legacy, formatted.replace("a > 1", "a = 1")).expect("write");
+    let lp = legacy.to_str().expect("UTF-8 path");
+    assert_eq!(omni(&["fmt", "--check", lp]).status.code(), Some(0));
+    let o = omni(&["fmt", "--strict", lp]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("W0406"));
+    let o = omni(&["fmt", "--upgrade", lp]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("- IF a == 1 THEN B\n"));
+
+    // A file with errors is not formatted.
+    let broken = dir.join("broken.omni");
+    let bad = formatted.replace("a > 1", "2m > 5s");
+    std::fs::write(&broken, &bad).expect("write");
+    let bp = broken.to_str().expect("UTF-8 path");
+    let o = omni(&["fmt", "--write", bp]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("E0301") || err.contains("not formatted"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&broken).expect("read"), bad);
+
+    // An unreadable file is exit 2.
+    let o = omni(&["fmt", dir.join("missing.omni").to_str().expect("path")]);
+    assert_eq!(o.status.code(), Some(2));
+}
