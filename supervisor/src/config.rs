@@ -65,6 +65,8 @@ pub struct Config {
     pub sandbox: SandboxMode,
     /// How long SIGTERM waits for in-flight requests.
     pub drain_timeout_ms: u64,
+    /// Serve the browser playground at `GET /` (turn it off in production).
+    pub playground: bool,
     pub worker: WorkerSection,
     pub pool: PoolSection,
     pub limits: LimitsSection,
@@ -228,6 +230,7 @@ impl Default for Config {
                 .unwrap_or(1),
             sandbox: SandboxMode::On,
             drain_timeout_ms: 30_000,
+            playground: true,
             worker: WorkerSection::default(),
             pool: PoolSection::default(),
             limits: LimitsSection::default(),

@@ -6,6 +6,7 @@
 use crate::api::{error_body, ApiError};
 use crate::app::App;
 use crate::ids::{new_request_id, valid_request_id};
+use crate::playground::Asset;
 use crate::validate::{self, ValidateInput, ValidateLog};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -34,6 +35,7 @@ enum Endpoint {
     Metrics,
     MetricsProm,
     OpenApi,
+    Playground(Asset),
     Unknown,
 }
 
@@ -46,6 +48,7 @@ impl Endpoint {
             Endpoint::Metrics => "metrics",
             Endpoint::MetricsProm => "metrics_prom",
             Endpoint::OpenApi => "openapi",
+            Endpoint::Playground(_) => "playground",
             Endpoint::Unknown => "other",
         }
     }
@@ -58,7 +61,7 @@ impl Endpoint {
             "/api/metrics" => Endpoint::Metrics,
             "/api/metrics-prom" | "/metrics" => Endpoint::MetricsProm,
             "/api/openapi.json" => Endpoint::OpenApi,
-            _ => Endpoint::Unknown,
+            _ => Asset::from_path(path).map_or(Endpoint::Unknown, Endpoint::Playground),
         }
     }
 
@@ -181,7 +184,10 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::to_string)
         .unwrap_or_else(new_request_id);
-    let endpoint = Endpoint::route(req.uri().path());
+    let mut endpoint = Endpoint::route(req.uri().path());
+    if matches!(endpoint, Endpoint::Playground(_)) && !app.settings().config.playground {
+        endpoint = Endpoint::Unknown;
+    }
     let method = req.method().clone();
     let allowed = endpoint.method();
     let mut log = ValidateLog::default();
@@ -209,6 +215,7 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
             Endpoint::Metrics => Ok(metrics_json(app, &request_id)),
             Endpoint::MetricsProm => Ok(metrics_prom(app)),
             Endpoint::OpenApi => Ok(openapi()),
+            Endpoint::Playground(asset) => Ok(crate::playground::response(asset)),
             Endpoint::Unknown => Err(ApiError::NotFound),
         },
     };

@@ -17,6 +17,7 @@ mod limits;
 mod logging;
 mod metrics;
 mod openapi;
+mod playground;
 mod pool;
 mod restart;
 mod signals;

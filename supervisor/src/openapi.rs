@@ -43,6 +43,27 @@ fn prom_get(summary: &str) -> Value {
     } })
 }
 
+/// A file of the playground (`playground = true`; 404 when it is off).
+fn playground_get(summary: &str, operation_id: &str, media: &str, schema: Value) -> Value {
+    json!({ "get": {
+        "summary": summary,
+        "operationId": operation_id,
+        "tags": ["playground"],
+        "responses": {
+            "200": {
+                "description": "The file, with Content-Security-Policy and X-Content-Type-Options: nosniff",
+                "headers": {
+                    "X-Request-Id": { "$ref": "#/components/headers/XRequestId" },
+                    "Content-Security-Policy": { "description": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; ...", "schema": { "type": "string" } }
+                },
+                "content": { media: { "schema": schema } }
+            },
+            "404": error_response("The playground is disabled (playground = false)", &["not_found"], false),
+            "default": error_response("Unexpected error", &["internal"], false)
+        }
+    } })
+}
+
 /// The document.
 pub fn document() -> Value {
     let validate_errors = json!({
@@ -67,7 +88,8 @@ pub fn document() -> Value {
         },
         "tags": [
             { "name": "policies", "description": "Validation and evaluation" },
-            { "name": "operations", "description": "Health, readiness, metrics" }
+            { "name": "operations", "description": "Health, readiness, metrics" },
+            { "name": "playground", "description": "The browser playground (off in production)" }
         ],
         "paths": {
             "/api/validate": { "post": {
@@ -124,7 +146,16 @@ pub fn document() -> Value {
                     },
                     "default": error_response("Unexpected error", &["internal"], false)
                 }
-            } }
+            } },
+            "/": playground_get("The playground page", "playground", "text/html", json!({ "type": "string" })),
+            "/playground/app.js": playground_get("The playground's script", "playgroundScript", "text/javascript", json!({ "type": "string" })),
+            "/playground/style.css": playground_get("The playground's stylesheet", "playgroundStyle", "text/css", json!({ "type": "string" })),
+            "/playground/examples.json": playground_get(
+                "The example policies the playground offers",
+                "playgroundExamples",
+                "application/json",
+                json!({ "type": "array", "items": { "$ref": "#/components/schemas/PlaygroundExample" } })
+            )
         },
         "components": {
             "securitySchemes": {
@@ -304,6 +335,18 @@ pub fn document() -> Value {
                         "rejected": { "type": "object", "additionalProperties": { "type": "integer" } },
                         "cache": { "type": "object", "properties": { "hits": { "type": "integer" }, "misses": { "type": "integer" } } },
                         "requestId": { "type": "string" }
+                    }
+                },
+                "PlaygroundExample": {
+                    "type": "object",
+                    "required": ["name", "title", "code", "context", "now", "strict"],
+                    "properties": {
+                        "name": { "type": "string" },
+                        "title": { "type": "string" },
+                        "code": { "type": "string", "description": "The policy text" },
+                        "context": { "type": "string", "description": "The context, as JSON text" },
+                        "now": { "type": "string", "format": "date-time" },
+                        "strict": { "type": "boolean" }
                     }
                 },
                 "SumCount": {
