@@ -292,8 +292,20 @@ pub fn parse_document(src: &str, nesting: NestingLimits, diags: &mut Vec<Diagnos
             }
             only_layout && doc.rules.len() == rules_before
         } else {
-            let items = collect_items(body, diags);
+            let mut items = collect_items(body, diags);
             let empty = items.is_empty() && h.inline.is_none();
+            // `ACTOR: Primary: Ops` / `CONTEXT: Domain: X`: the inline text is an item.
+            if let (SectionKind::Actor | SectionKind::Context, Some((text, span))) =
+                (kind, &h.inline)
+            {
+                items.insert(
+                    0,
+                    RawItem {
+                        text: text.clone(),
+                        span: *span,
+                    },
+                );
+            }
             read_section(kind, h, items, &mut doc, diags);
             empty
         };

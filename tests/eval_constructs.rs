@@ -669,3 +669,17 @@ fn same_action_from_two_loops_with_equal_bindings_is_counted_once() {
     assert_eq!(dec.action_strings(), ["Check(3)"]);
     assert_eq!(dec.actions[0].count, 2);
 }
+
+#[test]
+fn inline_context_and_actor_items_are_read() {
+    let src = "INTENT: t\nACTOR: Primary: Ops\nCONTEXT: Domain: Hidden\n- Limit: 5\nRULE:\n- IF x > Limit THEN A\nCONSTRAINT:\n- Legal: l\nIMPACT:\n- Benefit: b\nTRACE:\n- Evidence: e\n";
+    let c = omni::compile(src, &omni::CheckOptions::default());
+    assert!(!c.has_errors(), "{:?}", c.diagnostics);
+    let p = c.policy.expect("compiles");
+    assert_eq!(p.metadata.scope.domain.as_deref(), Some("Hidden"));
+    assert_eq!(p.metadata.actors.primary.as_deref(), Some("Ops"));
+    let ctx =
+        omni::Context::from_json(br#"{"x": 9}"#, &omni::ContextLimits::default()).expect("ctx");
+    let d = omni::evaluate(&p, &ctx, omni::Timestamp(0), &EvalOptions::default()).expect("eval");
+    assert_eq!(d.action_strings(), ["A"]);
+}
