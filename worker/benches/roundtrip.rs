@@ -15,6 +15,7 @@ use omni_worker::protocol::*;
 use omni_worker::{spawn_worker, WorkerConfig, WorkerProcess};
 use std::hint::black_box;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -70,12 +71,18 @@ struct Client {
     out: Vec<u8>,
     reader: FrameReader,
     next_id: u64,
+    poll: Duration,
 }
 
 impl Client {
-    fn start(w: &Workload) -> Client {
-        let mut worker =
-            spawn_worker(Path::new(HARNESS), &[], &WorkerConfig::default()).expect("spawn");
+    /// Starts a sandboxed worker. `poll` (µs) is used on both sides: the
+    /// worker's `poll_before_block_us` and this client's wait for a reply.
+    fn start(w: &Workload, poll_us: u64) -> Client {
+        let cfg = WorkerConfig {
+            poll_before_block_us: poll_us,
+            ..WorkerConfig::default()
+        };
+        let mut worker = spawn_worker(Path::new(HARNESS), &[], &cfg).expect("spawn");
         let report = worker.wait_ready().expect("ready");
         assert!(
             report.seccomp,
@@ -86,30 +93,40 @@ impl Client {
             out: Vec::with_capacity(64 << 10),
             reader: FrameReader::new(MAX_REPLY_FRAME),
             next_id: 0,
+            poll: Duration::from_micros(poll_us),
         };
         // Warm the cache with the text once.
         let first = c.call(
-            w,
             PolicySource::Text {
                 policy_id: w.policy_id.clone(),
                 text: w.text.clone(),
             },
+            Some(&w.context),
         );
         assert!(!first.cache_hit);
+        // And a tiny policy for the round trip with (almost) nothing to do.
+        c.call(
+            PolicySource::Text {
+                policy_id: TINY_ID.into(),
+                text: TINY.into(),
+            },
+            None,
+        );
         c
     }
 
-    fn call(&mut self, w: &Workload, policy: PolicySource) -> Outcome {
+    fn call(&mut self, policy: PolicySource, context: Option<&[u8]>) -> Outcome {
         self.next_id += 1;
         let req = Request {
             id: self.next_id,
             policy,
-            context: Some(w.context.clone()),
+            context: context.map(<[u8]>::to_vec),
             now_unix_nanos: NOW_NANOS,
             options: RequestOptions::default(),
         };
         encode_frame(&req, &mut self.out).expect("encode");
         self.worker.stream.write_all(&self.out).expect("send");
+        self.reader.poll_for(self.worker.stream.as_fd(), self.poll);
         match self
             .reader
             .read::<Reply, _>(&mut self.worker.stream)
@@ -122,15 +139,33 @@ impl Client {
 
     fn cached(&mut self, w: &Workload) -> Outcome {
         let o = self.call(
-            w,
             PolicySource::Cached {
                 policy_id: w.policy_id.clone(),
             },
+            Some(&w.context),
         );
         debug_assert!(o.cache_hit);
         o
     }
 }
+
+impl Client {
+    /// A round trip with nearly nothing to do: a cached one-rule policy,
+    /// check only. What remains is the cost of the process boundary.
+    fn empty(&mut self) -> Outcome {
+        self.call(
+            PolicySource::Cached {
+                policy_id: TINY_ID.into(),
+            },
+            None,
+        )
+    }
+}
+
+const TINY_ID: &str = "tiny";
+const TINY: &str = "INTENT: tiny\nACTOR:\n- Primary: Ops\nCONTEXT:\n- Domain: Test\n\
+RULE:\n- IF Battery < 20% THEN ReturnToHome\nCONSTRAINT:\n- Technical: none\n\
+IMPACT:\n- Benefit: none\nTRACE:\n- Evidence: none\n";
 
 /// The worker's code path in this process: encode and decode the request,
 /// handle it (cache hit), encode and decode the reply. The difference to
@@ -178,13 +213,20 @@ impl CodePath {
     }
 }
 
+/// Poll window (µs) of the second configuration measured.
+const POLL_US: u64 = 200;
+
 fn bench(c: &mut Criterion) {
     let w = workload();
-    let mut client = Client::start(&w);
+    let mut client = Client::start(&w, 0);
+    let mut polling = Client::start(&w, POLL_US);
     // Same bytes on both sides, and a cache hit.
-    let o = client.cached(&w);
-    assert!(o.cache_hit);
-    assert_eq!(o.decision_json.as_deref(), Some(in_process(&w).as_str()));
+    for cl in [&mut client, &mut polling] {
+        let o = cl.cached(&w);
+        assert!(o.cache_hit);
+        assert_eq!(o.decision_json.as_deref(), Some(in_process(&w).as_str()));
+    }
+    let mut path = CodePath::new(&w);
 
     let mut g = c.benchmark_group("worker_roundtrip");
     g.measurement_time(Duration::from_secs(5));
@@ -192,39 +234,60 @@ fn bench(c: &mut Criterion) {
     g.bench_function("worker_cache_hit", |b| {
         b.iter(|| black_box(client.cached(&w)))
     });
+    g.bench_function("worker_cache_hit_polling", |b| {
+        b.iter(|| black_box(polling.cached(&w)))
+    });
     // The worker's code path without the process boundary.
-    let mut path = CodePath::new(&w);
     g.bench_function("worker_code_path_no_ipc", |b| {
         b.iter(|| black_box(path.run(&w)))
     });
+    g.bench_function("worker_empty_roundtrip", |b| {
+        b.iter(|| black_box(client.empty()))
+    });
     g.finish();
 
-    summary(&w, &mut client, &mut path);
+    summary(&w, &mut client, &mut polling, &mut path);
 }
 
-/// Times single iterations, interleaved so that all three see the same
+/// Times single iterations, interleaved so that all variants see the same
 /// machine load, and prints median and p99 of each and the differences of
 /// the medians.
-fn summary(w: &Workload, client: &mut Client, path: &mut CodePath) {
+fn summary(w: &Workload, client: &mut Client, polling: &mut Client, path: &mut CodePath) {
     const N: usize = 20_000;
     let mut local = Vec::with_capacity(N);
     let mut code = Vec::with_capacity(N);
     let mut remote = Vec::with_capacity(N);
-    for _ in 0..2_000 {
+    let mut empty = Vec::with_capacity(N);
+    let mut remote_p = Vec::with_capacity(N);
+    let mut empty_p = Vec::with_capacity(N);
+    for i in 0..N + 2_000 {
+        let mut t = [Duration::ZERO; 6];
+        let s = Instant::now();
         black_box(in_process(w));
+        t[0] = s.elapsed();
+        let s = Instant::now();
         black_box(path.run(w));
+        t[1] = s.elapsed();
+        let s = Instant::now();
         black_box(client.cached(w));
-    }
-    for _ in 0..N {
-        let t = Instant::now();
-        black_box(in_process(w));
-        local.push(t.elapsed());
-        let t = Instant::now();
-        black_box(path.run(w));
-        code.push(t.elapsed());
-        let t = Instant::now();
-        black_box(client.cached(w));
-        remote.push(t.elapsed());
+        t[2] = s.elapsed();
+        let s = Instant::now();
+        black_box(client.empty());
+        t[3] = s.elapsed();
+        let s = Instant::now();
+        black_box(polling.cached(w));
+        t[4] = s.elapsed();
+        let s = Instant::now();
+        black_box(polling.empty());
+        t[5] = s.elapsed();
+        if i >= 2_000 {
+            local.push(t[0]);
+            code.push(t[1]);
+            remote.push(t[2]);
+            empty.push(t[3]);
+            remote_p.push(t[4]);
+            empty_p.push(t[5]);
+        }
     }
     // Back to back, and the worker's CPU time over N requests (utime + stime).
     let pid = client.worker.pid();
@@ -244,20 +307,32 @@ fn summary(w: &Workload, client: &mut Client, path: &mut CodePath) {
     let (lm, lp) = stats(&mut local);
     let (cm, cp) = stats(&mut code);
     let (rm, rp) = stats(&mut remote);
+    let (em, ep) = stats(&mut empty);
+    let (pm, pp) = stats(&mut remote_p);
+    let (qm, qp) = stats(&mut empty_p);
     let timings = client.cached(w).timings;
     println!();
     println!("roundtrip summary ({N} interleaved iterations each, drone_ops workload, cache hit):");
-    println!("  in-process (parse context + evaluate + decision JSON): median {lm:.1} µs, p99 {lp:.1} µs");
-    println!("  worker code path in this process (no IPC):             median {cm:.1} µs, p99 {cp:.1} µs");
-    println!("  through a sandboxed worker (round trip):               median {rm:.1} µs, p99 {rp:.1} µs");
+    println!("  in-process (parse context + evaluate + decision JSON):  median {lm:6.1} µs, p99 {lp:6.1} µs");
+    println!("  worker code path in this process (no IPC):              median {cm:6.1} µs, p99 {cp:6.1} µs");
+    println!("  sandboxed worker round trip, default (blocking):        median {rm:6.1} µs, p99 {rp:6.1} µs");
+    println!("  sandboxed worker round trip, polling {POLL_US} µs both sides: median {pm:6.1} µs, p99 {pp:6.1} µs");
+    println!("  empty round trip (tiny cached policy), default:         median {em:6.1} µs, p99 {ep:6.1} µs");
+    println!("  empty round trip (tiny cached policy), polling:         median {qm:6.1} µs, p99 {qp:6.1} µs");
     println!(
-        "  added cost at the median: {:.1} µs (protocol CPU {:.1} µs, process boundary {:.1} µs)",
+        "  added cost at the median, default: {:.1} µs (protocol CPU {:.1} µs, process boundary {:.1} µs)",
         rm - lm,
         cm - lm,
         rm - cm
     );
     println!(
-        "  back to back: worker round trip {wall_per_req:.1} µs/request of which worker CPU {worker_cpu:.1} µs; in-process {local_per_req:.1} µs/request"
+        "  added cost at the median, polling: {:.1} µs (protocol CPU {:.1} µs, process boundary {:.1} µs)",
+        pm - lm,
+        cm - lm,
+        pm - cm
+    );
+    println!(
+        "  back to back, default: worker round trip {wall_per_req:.1} µs/request of which worker CPU {worker_cpu:.1} µs; in-process {local_per_req:.1} µs/request"
     );
     println!(
         "  worker-side phases of one request: context {} µs, eval {} µs",

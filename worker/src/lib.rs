@@ -59,6 +59,11 @@ pub struct WorkerConfig {
     /// Compiled-policy cache bounds.
     pub cache_entries: usize,
     pub cache_bytes: usize,
+    /// After each reply, poll for the next request for this many
+    /// microseconds before blocking (0: block at once). Keeps the worker's
+    /// CPU from halting between close requests; costs up to this much CPU
+    /// time per request when none follows. See [`protocol::FrameReader::poll_for`].
+    pub poll_before_block_us: u64,
 }
 
 impl Default for WorkerConfig {
@@ -67,6 +72,7 @@ impl Default for WorkerConfig {
             sandbox: SandboxConfig::default(),
             cache_entries: 256,
             cache_bytes: 64 << 20,
+            poll_before_block_us: 0,
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::WorkerConfig;
 use omni::options::{CheckOptions, EvalOptions};
 use omni::{CompiledPolicy, Context, ContextLimits, Timestamp};
 use std::io::Write;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -45,7 +45,9 @@ pub fn run_worker(fd: i32, config: WorkerConfig) -> ! {
         std::process::exit(EXIT_PROTOCOL_ERROR);
     }
     let mut reader = FrameReader::new(MAX_REQUEST_FRAME);
+    let poll = std::time::Duration::from_micros(config.poll_before_block_us);
     loop {
+        reader.poll_for(stream.as_fd(), poll);
         let req: Request = match reader.read(&mut stream) {
             Ok(r) => r,
             Err(FrameError::Closed) => std::process::exit(0),

@@ -275,3 +275,30 @@ fn pipelined_requests_get_replies_in_order() {
         assert_eq!(o.cache_hit, id > 1);
     }
 }
+
+#[test]
+fn a_polling_worker_serves_and_exits_cleanly() {
+    let cfg = omni_worker::WorkerConfig {
+        poll_before_block_us: 200,
+        ..config(SandboxConfig::default())
+    };
+    let (mut w, report) = start_worker(&cfg);
+    assert!(report.seccomp);
+    let mut buf = Vec::new();
+    for id in 1..=20 {
+        let o = done(
+            w.call(
+                &request(id, text("p", POLICY), Some(b"{\"Battery\": 5}")),
+                &mut buf,
+            )
+            .unwrap(),
+        );
+        assert_eq!((o.id, o.cache_hit), (id, id > 1));
+        if id % 5 == 0 {
+            std::thread::sleep(Duration::from_millis(1)); // past the poll window
+        }
+    }
+    w.stream.shutdown(Shutdown::Write).unwrap();
+    let (st, _) = wait_for(&mut w, Duration::from_secs(5));
+    assert_eq!(st.code(), Some(0), "{}", describe(&st));
+}

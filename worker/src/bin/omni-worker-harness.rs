@@ -363,6 +363,7 @@ fn allowed_calls() -> i32 {
             ) == 0,
         );
         check("getpid", libc::syscall(libc::SYS_getpid) > 0);
+        check("sched_yield", libc::sched_yield() == 0);
         check("gettid", libc::syscall(libc::SYS_gettid) > 0);
         check(
             "write(stderr)",
