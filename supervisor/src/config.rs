@@ -702,6 +702,7 @@ impl Config {
             },
             cache_entries: self.worker.cache_entries,
             cache_bytes: self.worker.cache_mib.saturating_mul(1 << 20),
+            ..omni_worker::WorkerConfig::default()
         }
     }
 
