@@ -4,7 +4,6 @@
 //! bytes into `Value` (no intermediate tree), keeping object key order.
 
 use crate::units::{self, UnitId};
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Serialize, Serializer};
 use std::fmt;
 use std::sync::Arc;
@@ -85,6 +84,38 @@ impl Object {
         }
         obj.build_index();
         obj
+    }
+
+    /// Builds from entries whose keys are interned (equal text ⇔ same
+    /// `Arc`), as the context parser makes them: duplicates are found by
+    /// pointer, and the common case (none) keeps the vector as it is.
+    fn from_interned(entries: Vec<(Arc<str>, Value)>) -> Object {
+        let n = entries.len();
+        if n <= INDEX_THRESHOLD {
+            let dup = (1..n).any(|i| {
+                entries[..i]
+                    .iter()
+                    .any(|(k, _)| Arc::ptr_eq(k, &entries[i].0))
+            });
+            if dup {
+                return Object::from_entries(entries);
+            }
+            return Object {
+                entries,
+                index: None,
+            };
+        }
+        let mut ix =
+            std::collections::HashMap::with_capacity_and_hasher(n, rustc_hash::FxBuildHasher);
+        for (i, (k, _)) in entries.iter().enumerate() {
+            if ix.insert(k.clone(), i as u32).is_some() {
+                return Object::from_entries(entries);
+            }
+        }
+        Object {
+            entries,
+            index: Some(ix),
+        }
     }
 
     fn insert(&mut self, k: Arc<str>, v: Value) {
@@ -291,34 +322,33 @@ impl Context {
         }
     }
 
-    /// Parses JSON text under the limits.
+    /// Parses JSON text under the limits, straight into `Value`s.
+    ///
+    /// A hand-written parser (RFC 8259, as strict as `serde_json`): object
+    /// keys are interned per document, so the 50 objects of a list that
+    /// share five keys allocate five keys, not 250; entries and elements are
+    /// gathered on reused stacks and moved into exactly sized vectors.
     pub fn from_json(bytes: &[u8], limits: &ContextLimits) -> Result<Context, ContextError> {
         if bytes.len() > limits.max_bytes {
             return Err(ContextError::TooLarge(limits.max_bytes));
         }
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        // Our own depth check runs first; serde_json's guard stays as a backstop.
-        let mut state = ParseState {
-            depth: 0,
-            items: 0,
-            limits: *limits,
-            failure: None,
-        };
-        let v = ValueSeed { st: &mut state }.deserialize(&mut de);
-        let v = match v {
-            Ok(v) => v,
+        // JSON text is UTF-8 (RFC 8259); checked once for the whole document,
+        // so strings are slices of it without a check of their own.
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
             Err(e) => {
-                if let Some(f) = state.failure {
-                    return Err(f);
-                }
-                if e.to_string().contains("recursion limit") {
-                    return Err(ContextError::TooDeep(limits.max_depth));
-                }
-                return Err(ContextError::InvalidJson(json_error_text(&e)));
+                let mut p = Parser::new("", limits);
+                p.b = bytes;
+                p.i = e.valid_up_to();
+                return Err(p.syntax());
             }
         };
-        if let Err(e) = de.end() {
-            return Err(ContextError::InvalidJson(json_error_text(&e)));
+        let mut p = Parser::new(text, limits);
+        p.skip_ws();
+        let v = p.value()?;
+        p.skip_ws();
+        if p.i < bytes.len() {
+            return Err(p.syntax());
         }
         match v {
             Value::Obj(root) => Ok(Context { root }),
@@ -337,112 +367,702 @@ impl Context {
     }
 }
 
-/// serde_json's message without its internal wording.
-fn json_error_text(e: &serde_json::Error) -> String {
-    let what = match e.classify() {
-        serde_json::error::Category::Eof => "unexpected end of input",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "invalid value",
-        serde_json::error::Category::Io => "read error",
-    };
-    format!("{what} at line {} column {}", e.line(), e.column())
+/// Nesting beyond this is refused whatever the configured depth (the
+/// recursion bound of the parser, as `serde_json`'s was).
+const MAX_NESTING: usize = 127;
+
+/// Bytes that end the fast scan of a string: `"`, `\` and control characters.
+const STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// JSON whitespace, for bytes up to `b' '`.
+const WS: [bool; 33] = {
+    let mut t = [false; 33];
+    t[b' ' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[b'\t' as usize] = true;
+    t
+};
+
+/// The first index from `i` on of a `"`, `\\` or control character (or
+/// the end): eight bytes at a time. The lowest flagged byte of a word is
+/// always a real match (borrows only run towards higher bytes).
+#[inline]
+fn scan_plain(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while i + 8 <= b.len() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i..i + 8]);
+        let v = u64::from_le_bytes(w);
+        let q = v ^ (LO * b'"' as u64);
+        let e = v ^ (LO * b'\\' as u64);
+        let m = ((q.wrapping_sub(LO) & !q)
+            | (e.wrapping_sub(LO) & !e)
+            | (v.wrapping_sub(LO * 0x20) & !v))
+            & HI;
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && !STOP[b[i] as usize] {
+        i += 1;
+    }
+    i
 }
 
-struct ParseState {
+struct Parser<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
     depth: usize,
+    max_depth: usize,
     items: usize,
-    limits: ContextLimits,
-    failure: Option<ContextError>,
+    max_items: usize,
+    limit_depth: usize,
+    /// Every key went through the interner (so equal keys are the same `Arc`).
+    all_interned: bool,
+    m: Buffers,
 }
 
-struct ValueSeed<'s> {
-    st: &'s mut ParseState,
+/// What a parse needs besides the input, kept per thread between parses
+/// (a worker parses one context per request): the stacks keep their
+/// capacity and the interner keeps the keys it has seen.
+#[derive(Default)]
+struct Buffers {
+    /// Object keys and short strings.
+    keys: Interner,
+    /// Entries of the objects being parsed, innermost last.
+    entries: Vec<(Arc<str>, Value)>,
+    /// Elements of the lists being parsed, innermost last.
+    elements: Vec<Value>,
+    /// Unescaped text of a string with escapes.
+    scratch: Vec<u8>,
+    /// Shared by all empty lists.
+    empty_list: Option<Arc<Vec<Value>>>,
 }
 
-impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
-    type Value = Value;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(ValueVisitor { st: self.st })
+thread_local! {
+    static BUFFERS: std::cell::Cell<Option<Box<Buffers>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Past these sizes the per-thread state is dropped after a parse, so one
+/// large context does not pin its memory.
+const KEEP_STACK: usize = 4096;
+const KEEP_INTERNED: usize = 8192;
+const KEEP_INTERNED_BYTES: usize = 256 * 1024;
+
+/// An interning table: open addressing, keyed by the text, with a
+/// per-thread random seed and a bounded probe, so crafted keys cannot make
+/// it quadratic (a key that finds no slot soon is simply not interned).
+/// Texts of up to 16 bytes are compared as two words held in the slot.
+#[derive(Default)]
+struct Interner {
+    slots: Vec<Option<Slot>>,
+    len: usize,
+    bytes: usize,
+    seed: u64,
+}
+
+struct Slot {
+    hash: u64,
+    /// The first 16 bytes, zero-padded (zero for longer texts).
+    w0: u64,
+    w1: u64,
+    text: Arc<str>,
+}
+
+const MAX_PROBE: usize = 16;
+/// The table stops taking new texts at this size (within one parse).
+const MAX_INTERNER_ENTRIES: usize = 1 << 16;
+const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+/// Eight bytes as a word.
+#[inline]
+fn word(c: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&c[..8]);
+    u64::from_le_bytes(w)
+}
+
+/// `b[start..start + len]` (`len` ≤ 16) as two zero-padded words.
+#[inline]
+fn words16(b: &[u8], start: usize, len: usize) -> (u64, u64) {
+    let mask = |n: usize| {
+        if n >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * n)) - 1
+        }
+    };
+    if start + 16 <= b.len() {
+        let w0 = word(&b[start..]) & mask(len);
+        let w1 = if len > 8 {
+            word(&b[start + 8..]) & mask(len - 8)
+        } else {
+            0
+        };
+        (w0, w1)
+    } else {
+        let mut w = [0u8; 16];
+        w[..len].copy_from_slice(&b[start..start + len]);
+        (word(&w[..8]), word(&w[8..]))
     }
 }
 
-struct ValueVisitor<'s> {
-    st: &'s mut ParseState,
+impl Interner {
+    fn long_hash(&self, b: &[u8]) -> u64 {
+        let mut h = self.seed ^ (b.len() as u64).wrapping_mul(K);
+        for c in b.chunks(8) {
+            let mut x = 0u64;
+            for (j, &c) in c.iter().enumerate() {
+                x |= (c as u64) << (8 * j);
+            }
+            h = (h ^ x).wrapping_mul(K).rotate_left(26);
+        }
+        h ^ (h >> 29)
+    }
+
+    #[inline]
+    fn short_hash(&self, len: usize, w0: u64, w1: u64) -> u64 {
+        let h = (self.seed ^ (len as u64).wrapping_mul(K) ^ w0).wrapping_mul(K);
+        let h = (h.rotate_left(26) ^ w1).wrapping_mul(K);
+        h ^ (h >> 29)
+    }
+
+    /// The shared `Arc` for the text `b[start..start + s.len()]` (which is
+    /// `s`), or `None` when its probe sequence is full.
+    #[inline]
+    fn intern(&mut self, s: &str, b: &[u8], start: usize) -> Option<Arc<str>> {
+        if self.slots.is_empty() {
+            use std::hash::BuildHasher;
+            self.seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
+            self.slots = (0..256).map(|_| None).collect();
+        }
+        let len = s.len();
+        let (hash, w0, w1) = if len <= 16 {
+            let (w0, w1) = words16(b, start, len);
+            (self.short_hash(len, w0, w1), w0, w1)
+        } else {
+            (self.long_hash(s.as_bytes()), 0, 0)
+        };
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        for _ in 0..MAX_PROBE {
+            match &self.slots[i] {
+                Some(x)
+                    if x.hash == hash
+                        && x.w0 == w0
+                        && x.w1 == w1
+                        && x.text.len() == len
+                        && (len <= 16 || *x.text == *s) =>
+                {
+                    return Some(x.text.clone())
+                }
+                Some(_) => i = (i + 1) & mask,
+                None if self.len < MAX_INTERNER_ENTRIES => {
+                    return Some(self.insert(i, s, hash, w0, w1))
+                }
+                None => return None,
+            }
+        }
+        None
+    }
+
+    #[cold]
+    fn insert(&mut self, i: usize, s: &str, hash: u64, w0: u64, w1: u64) -> Arc<str> {
+        let text: Arc<str> = Arc::from(s);
+        self.slots[i] = Some(Slot {
+            hash,
+            w0,
+            w1,
+            text: text.clone(),
+        });
+        self.len += 1;
+        self.bytes += s.len();
+        if self.len * 2 > self.slots.len() {
+            let old = std::mem::take(&mut self.slots);
+            self.slots = (0..old.len() * 2).map(|_| None).collect();
+            let mask = self.slots.len() - 1;
+            for x in old.into_iter().flatten() {
+                let mut j = x.hash as usize & mask;
+                while self.slots[j].is_some() {
+                    j = (j + 1) & mask;
+                }
+                self.slots[j] = Some(x);
+            }
+        }
+        text
+    }
 }
 
-impl ValueVisitor<'_> {
-    fn count<E: de::Error>(&mut self) -> Result<(), E> {
-        self.st.items += 1;
-        if self.st.items > self.st.limits.max_items {
-            self.st.failure = Some(ContextError::TooManyItems(self.st.limits.max_items));
-            return Err(E::custom("too many items"));
+impl Drop for Parser<'_> {
+    fn drop(&mut self) {
+        let mut m = std::mem::take(&mut self.m);
+        m.entries.clear();
+        m.elements.clear();
+        if m.entries.capacity() > KEEP_STACK || m.elements.capacity() > KEEP_STACK {
+            m.entries = Vec::new();
+            m.elements = Vec::new();
+        }
+        if m.scratch.capacity() > KEEP_STACK {
+            m.scratch = Vec::new();
+        }
+        if m.keys.len > KEEP_INTERNED || m.keys.bytes > KEEP_INTERNED_BYTES {
+            m.keys = Interner::default();
+        }
+        BUFFERS.with(|b| b.set(Some(Box::new(m))));
+    }
+}
+
+type PResult<T> = Result<T, ContextError>;
+
+impl<'a> Parser<'a> {
+    fn new(s: &'a str, limits: &ContextLimits) -> Parser<'a> {
+        Parser {
+            s,
+            b: s.as_bytes(),
+            i: 0,
+            depth: 0,
+            max_depth: limits.max_depth.min(MAX_NESTING),
+            items: 0,
+            max_items: limits.max_items,
+            limit_depth: limits.max_depth,
+            m: BUFFERS.with(|b| b.take()).map(|b| *b).unwrap_or_default(),
+            all_interned: true,
+        }
+    }
+
+    /// `serde_json`'s wording: "syntax error at line L column C", where C
+    /// counts the bytes of the line up to and including the offending one.
+    fn error_at(&self, eof: bool) -> ContextError {
+        let end = if eof {
+            self.b.len()
+        } else {
+            (self.i + 1).min(self.b.len())
+        };
+        let before = &self.b[..end];
+        let line = before.iter().filter(|&&c| c == b'\n').count() + 1;
+        let column = end
+            - before
+                .iter()
+                .rposition(|&c| c == b'\n')
+                .map_or(0, |p| p + 1);
+        let what = if eof {
+            "unexpected end of input"
+        } else {
+            "syntax error"
+        };
+        ContextError::InvalidJson(format!("{what} at line {line} column {column}"))
+    }
+
+    /// A syntax error at the current byte, or the end of input when there is none.
+    fn syntax(&self) -> ContextError {
+        self.error_at(self.i >= self.b.len())
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(&c) = self.b.get(self.i) {
+            if c > b' ' || !WS[c as usize] {
+                break;
+            }
+            self.i += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn count(&mut self) -> PResult<()> {
+        self.items += 1;
+        if self.items > self.max_items {
+            return Err(ContextError::TooManyItems(self.max_items));
         }
         Ok(())
     }
-    fn descend<E: de::Error>(&mut self) -> Result<(), E> {
-        self.st.depth += 1;
-        if self.st.depth > self.st.limits.max_depth {
-            self.st.failure = Some(ContextError::TooDeep(self.st.limits.max_depth));
-            return Err(E::custom("too deep"));
+
+    fn descend(&mut self) -> PResult<()> {
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            return Err(ContextError::TooDeep(self.limit_depth));
         }
         Ok(())
     }
-}
 
-impl<'de> Visitor<'de> for ValueVisitor<'_> {
-    type Value = Value;
+    fn literal(&mut self, word: &[u8], v: Value) -> PResult<Value> {
+        for &w in word {
+            match self.peek() {
+                Some(c) if c == w => self.i += 1,
+                _ => return Err(self.syntax()),
+            }
+        }
+        Ok(v)
+    }
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Num(v as f64))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Num(v as f64))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::Num(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::Str(Arc::from(v)))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Value, A::Error> {
-        self.descend()?;
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(v) = seq.next_element_seed(ValueSeed { st: self.st })? {
-            self.count()?;
-            out.push(v);
+    /// One value; whitespace before it is already skipped.
+    fn value(&mut self) -> PResult<Value> {
+        match self.peek() {
+            Some(b'{') => self.object(),
+            Some(b'[') => self.list(),
+            Some(b'"') => {
+                self.i += 1;
+                let s = self.string()?;
+                // Short strings repeat (states, flags, units): share them.
+                Ok(Value::Str(self.text(s, MAX_INTERNED)?))
+            }
+            Some(b't') => self.literal(b"true", Value::Bool(true)),
+            Some(b'f') => self.literal(b"false", Value::Bool(false)),
+            Some(b'n') => self.literal(b"null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(self.syntax()),
         }
-        self.st.depth -= 1;
-        Ok(Value::List(Arc::new(out)))
     }
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
+
+    fn list(&mut self) -> PResult<Value> {
         self.descend()?;
-        let mut entries: Vec<(Arc<str>, Value)> = Vec::new();
-        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            self.count()?;
-            let v = map.next_value_seed(ValueSeed { st: self.st })?;
-            entries.push((Arc::from(&*k), v));
+        self.i += 1;
+        let start = self.m.elements.len();
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+        } else {
+            loop {
+                let v = self.value()?;
+                self.count()?;
+                self.m.elements.push(v);
+                self.skip_ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.i += 1;
+                        self.skip_ws();
+                    }
+                    Some(b']') => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return Err(self.syntax()),
+                }
+            }
         }
-        self.st.depth -= 1;
+        self.depth -= 1;
+        if self.m.elements.len() == start {
+            let empty = self
+                .m
+                .empty_list
+                .get_or_insert_with(|| Arc::new(Vec::new()));
+            return Ok(Value::List(empty.clone()));
+        }
+        let items: Vec<Value> = self.m.elements.drain(start..).collect();
+        Ok(Value::List(Arc::new(items)))
+    }
+
+    fn object(&mut self) -> PResult<Value> {
+        self.descend()?;
+        self.i += 1;
+        let start = self.m.entries.len();
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+        } else {
+            loop {
+                if self.peek() != Some(b'"') {
+                    return Err(self.syntax());
+                }
+                self.i += 1;
+                let key = self.key()?;
+                self.count()?;
+                self.skip_ws();
+                if self.peek() != Some(b':') {
+                    return Err(self.syntax());
+                }
+                self.i += 1;
+                self.skip_ws();
+                let v = self.value()?;
+                self.m.entries.push((key, v));
+                self.skip_ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.i += 1;
+                        self.skip_ws();
+                    }
+                    Some(b'}') => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return Err(self.syntax()),
+                }
+            }
+        }
+        self.depth -= 1;
         // `{"value": 250, "unit": "cm"}` is a quantity (LANGUAGE.md §5).
-        if entries.len() == 2 {
-            if let Some(q) = quantity_object(&entries) {
+        if self.m.entries.len() - start == 2 {
+            if let Some(q) = quantity_object(&self.m.entries[start..]) {
+                self.m.entries.truncate(start);
                 return Ok(q);
             }
         }
-        Ok(Value::Obj(Arc::new(Object::from_entries(entries))))
+        let entries: Vec<(Arc<str>, Value)> = self.m.entries.drain(start..).collect();
+        Ok(Value::Obj(Arc::new(if self.all_interned {
+            Object::from_interned(entries)
+        } else {
+            Object::from_entries(entries)
+        })))
     }
+
+    /// An object key (after its opening quote), interned by its text:
+    /// every key of the document with the same text is the same `Arc`,
+    /// which [`Object::from_interned`] relies on.
+    fn key(&mut self) -> PResult<Arc<str>> {
+        let s = self.string()?;
+        self.text(s, usize::MAX)
+    }
+
+    /// The text of a parsed string as an `Arc`, interned when it is at
+    /// most `intern_up_to` bytes long.
+    #[inline]
+    fn text(&mut self, s: Str, intern_up_to: usize) -> PResult<Arc<str>> {
+        let (text, b, start) = match s {
+            // Both ends are next to an ASCII quote: char boundaries.
+            Str::Input(start, end) => match self.s.get(start..end) {
+                Some(t) => (t, self.b, start),
+                None => return Err(self.syntax()),
+            },
+            Str::Scratch => match std::str::from_utf8(&self.m.scratch) {
+                Ok(t) => (t, t.as_bytes(), 0),
+                Err(_) => return Err(self.syntax()),
+            },
+        };
+        if text.len() > intern_up_to {
+            return Ok(Arc::from(text));
+        }
+        match self.m.keys.intern(text, b, start) {
+            Some(k) => Ok(k),
+            None => {
+                if intern_up_to == usize::MAX {
+                    // A key that was not interned: objects compare key text.
+                    self.all_interned = false;
+                }
+                Ok(Arc::from(text))
+            }
+        }
+    }
+
+    /// A string after its opening quote; leaves `i` after the closing one.
+    fn string(&mut self) -> PResult<Str> {
+        let b = self.b;
+        let start = self.i;
+        let i = scan_plain(b, start);
+        match b.get(i) {
+            Some(b'"') => {
+                self.i = i + 1;
+                Ok(Str::Input(start, i))
+            }
+            Some(b'\\') => {
+                self.m.scratch.clear();
+                self.m.scratch.extend_from_slice(&b[start..i]);
+                self.i = i;
+                self.escaped()?;
+                Ok(Str::Scratch)
+            }
+            Some(_) => {
+                // A control character inside a string.
+                self.i = i;
+                Err(self.syntax())
+            }
+            None => {
+                self.i = i;
+                Err(self.error_at(true))
+            }
+        }
+    }
+
+    /// The rest of a string that has escapes, into `scratch`.
+    fn escaped(&mut self) -> PResult<()> {
+        let b = self.b;
+        loop {
+            let Some(&c) = b.get(self.i) else {
+                return Err(self.error_at(true));
+            };
+            match c {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                b'\\' => {
+                    self.i += 1;
+                    let Some(&e) = b.get(self.i) else {
+                        return Err(self.error_at(true));
+                    };
+                    let ch = match e {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 0x08,
+                        b'f' => 0x0c,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => {
+                            self.i += 1;
+                            let cp = self.unicode_escape()?;
+                            let mut buf = [0u8; 4];
+                            self.m
+                                .scratch
+                                .extend_from_slice(cp.encode_utf8(&mut buf).as_bytes());
+                            continue;
+                        }
+                        _ => return Err(self.syntax()),
+                    };
+                    self.m.scratch.push(ch);
+                    self.i += 1;
+                }
+                0..=0x1f => return Err(self.syntax()),
+                _ => {
+                    let s = self.i;
+                    self.i = scan_plain(b, s);
+                    self.m.scratch.extend_from_slice(&b[s..self.i]);
+                }
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> PResult<u32> {
+        let mut n = 0u32;
+        for _ in 0..4 {
+            let Some(&c) = self.b.get(self.i) else {
+                return Err(self.error_at(true));
+            };
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                b'A'..=b'F' => c - b'A' + 10,
+                _ => return Err(self.syntax()),
+            };
+            n = n * 16 + d as u32;
+            self.i += 1;
+        }
+        Ok(n)
+    }
+
+    /// After `\u`: one code point, a surrogate pair taken whole. A lone
+    /// surrogate is an error (as in `serde_json`).
+    fn unicode_escape(&mut self) -> PResult<char> {
+        let n = self.hex4()?;
+        let cp = match n {
+            0xD800..=0xDBFF => {
+                if self.b.get(self.i) != Some(&b'\\') {
+                    return Err(self.error_at(self.i >= self.b.len()));
+                }
+                self.i += 1;
+                if self.b.get(self.i) != Some(&b'u') {
+                    return Err(self.error_at(self.i >= self.b.len()));
+                }
+                self.i += 1;
+                let lo = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&lo) {
+                    self.i -= 1;
+                    return Err(self.syntax());
+                }
+                0x10000 + ((n - 0xD800) << 10) + (lo - 0xDC00)
+            }
+            0xDC00..=0xDFFF => {
+                self.i -= 1;
+                return Err(self.syntax());
+            }
+            n => n,
+        };
+        char::from_u32(cp).ok_or_else(|| self.syntax())
+    }
+
+    /// A JSON number. Integers of up to 19 digits are exact before the
+    /// conversion to `f64`; anything else goes through the standard
+    /// library's correctly rounded parser. Out of `f64` range is an error.
+    fn number(&mut self) -> PResult<Value> {
+        let b = self.b;
+        let start = self.i;
+        let neg = b[self.i] == b'-';
+        if neg {
+            self.i += 1;
+        }
+        let int_start = self.i;
+        match b.get(self.i) {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                while matches!(b.get(self.i), Some(b'0'..=b'9')) {
+                    self.i += 1;
+                }
+            }
+            _ => return Err(self.syntax()),
+        }
+        let int_end = self.i;
+        let mut simple = true;
+        if b.get(self.i) == Some(&b'.') {
+            simple = false;
+            self.i += 1;
+            if !matches!(b.get(self.i), Some(b'0'..=b'9')) {
+                return Err(self.syntax());
+            }
+            while matches!(b.get(self.i), Some(b'0'..=b'9')) {
+                self.i += 1;
+            }
+        }
+        if matches!(b.get(self.i), Some(b'e' | b'E')) {
+            simple = false;
+            self.i += 1;
+            if matches!(b.get(self.i), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if !matches!(b.get(self.i), Some(b'0'..=b'9')) {
+                return Err(self.syntax());
+            }
+            while matches!(b.get(self.i), Some(b'0'..=b'9')) {
+                self.i += 1;
+            }
+        }
+        if simple && int_end - int_start <= 19 {
+            let mut n: u64 = 0;
+            for &d in &b[int_start..int_end] {
+                n = n * 10 + (d - b'0') as u64;
+            }
+            let f = n as f64;
+            return Ok(Value::Num(if neg { -f } else { f }));
+        }
+        // ASCII digits, signs, '.', 'e': valid UTF-8.
+        let text = std::str::from_utf8(&b[start..self.i]).map_err(|_| self.syntax())?;
+        match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Value::Num(f)),
+            _ => {
+                self.i = start;
+                Err(self.syntax())
+            }
+        }
+    }
+}
+
+/// String values up to this length are interned like keys.
+const MAX_INTERNED: usize = 16;
+
+/// Where a parsed string's text is.
+enum Str {
+    /// In the input, unchanged: `start..end`.
+    Input(usize, usize),
+    /// In the parser's scratch buffer (it had escapes).
+    Scratch,
 }
 
 fn quantity_object(entries: &[(Arc<str>, Value)]) -> Option<Value> {
@@ -550,6 +1170,152 @@ mod tests {
                 .map(|e| e.code()),
             Some("context_too_deep")
         );
+    }
+
+    /// The old parser's results, through `serde_json::Value`.
+    fn via_serde(bytes: &[u8]) -> Option<Value> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        Some(from_json_value(&v))
+    }
+
+    fn parsed(bytes: &[u8]) -> Option<Value> {
+        let lim = ContextLimits {
+            max_bytes: 1 << 20,
+            max_depth: 100,
+            max_items: 1 << 20,
+        };
+        Context::from_json(bytes, &lim)
+            .ok()
+            .map(|c| Value::Obj(c.root))
+    }
+
+    #[test]
+    fn parser_agrees_with_serde_json() {
+        let ok = [
+            r#"{}"#,
+            r#" { "a" : [ ] , "b" : { } } "#,
+            r#"{"a": 1, "b": -0, "c": 1.5e3, "d": -12.25E-2, "e": 18446744073709551615, "f": 123456789012345678901234567890}"#,
+            r#"{"s": "plain", "t": "esc \" \\ \/ \b \f \n \r \t \u00e9 \ud83d\ude00 end", "u": "日本"}"#,
+            r#"{"k\u0065y": 1, "key": 2, "x": [true, false, null, "", [[]]]}"#,
+            r#"{"q": {"value": 250, "unit": "cm"}, "r": {"unit": "kg", "value": 2}, "n": {"value": 1, "unit": "nope"}}"#,
+            r#"{"dup": 1, "other": 2, "dup": 3}"#,
+            r#"{"a":0.1,"b":0.7,"c":1e-7,"d":5e-324,"e":1.7976931348623157e308,"f":0.30000000000000004}"#,
+        ];
+        for doc in ok {
+            let got = parsed(doc.as_bytes());
+            assert!(got.is_some(), "{doc}");
+            assert_eq!(got, via_serde(doc.as_bytes()), "{doc}");
+        }
+        // Escaped and plain spellings of a key are one key.
+        let c = parsed(br#"{"k\u0065y": 1, "key": 2}"#).unwrap();
+        let Value::Obj(o) = c else { panic!() };
+        assert_eq!(o.len(), 1);
+        assert_eq!(o.get("key"), Some(&Value::Num(2.0)));
+        let bad = [
+            "",
+            " ",
+            "{",
+            "{\"a\"",
+            "{\"a\":",
+            "{\"a\":1",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{a:1}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":.5}",
+            "{\"a\":1e}",
+            "{\"a\":+1}",
+            "{\"a\":-}",
+            "{\"a\":1e400}",
+            "{\"a\":tru}",
+            "{\"a\":nul}",
+            "{\"a\":\"\\x\"}",
+            "{\"a\":\"\\u12\"}",
+            "{\"a\":\"\\ud800\"}",
+            "{\"a\":\"\\udc00\"}",
+            "{\"a\":\"\\ud800\\u0041\"}",
+            "{\"a\":\"tab\there\"}",
+            "{\"a\":[1,2]]}",
+            "{} x",
+            "{}{}",
+            "[1",
+            "{\"a\":\"\u{1}\"}",
+        ];
+        for doc in bad {
+            assert_eq!(parsed(doc.as_bytes()), None, "{doc:?}");
+            assert!(
+                via_serde(doc.as_bytes()).is_none() || !doc.trim_start().starts_with('{'),
+                "{doc:?}"
+            );
+        }
+        // Invalid UTF-8 inside a string, and outside.
+        assert_eq!(parsed(b"{\"a\":\"\xff\"}"), None);
+        assert_eq!(parsed(b"{\"a\xc3\":1}"), None);
+        assert!(parsed("{\"é\":\"ü\"}".as_bytes()).is_some());
+        // Not objects.
+        for (doc, what) in [
+            ("[1]", "a list"),
+            ("\"x\"", "a string"),
+            ("1", "a number"),
+            ("true", "a bool"),
+            ("null", "null"),
+        ] {
+            assert_eq!(
+                Context::from_json(doc.as_bytes(), &ContextLimits::default()).err(),
+                Some(ContextError::NotAnObject(what))
+            );
+        }
+        // Positions as serde_json words them.
+        assert_eq!(
+            Context::from_json(b"{\"a\": ", &ContextLimits::default()).err(),
+            Some(ContextError::InvalidJson(
+                "unexpected end of input at line 1 column 6".into()
+            ))
+        );
+        assert_eq!(
+            Context::from_json(b"{\n\"a\": x}", &ContextLimits::default()).err(),
+            Some(ContextError::InvalidJson(
+                "syntax error at line 2 column 6".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn parser_agrees_with_serde_json_on_generated_documents() {
+        use proptest::prelude::*;
+        fn leaf() -> impl Strategy<Value = serde_json::Value> {
+            prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::Bool),
+                any::<i64>().prop_map(|n| serde_json::json!(n)),
+                (-1e6f64..1e6).prop_map(|f| serde_json::json!(f)),
+                "[a-z\\\\\"\\n\\u{e9}\\u{1F600}]{0,12}".prop_map(serde_json::Value::String),
+            ]
+        }
+        let tree = leaf().prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                prop::collection::vec(("[a-e\\u{e9}]{1,3}", inner), 0..6)
+                    .prop_map(|kv| { serde_json::Value::Object(kv.into_iter().collect()) }),
+            ]
+        });
+        let doc = prop::collection::vec(("[a-z]{1,4}", tree), 0..8)
+            .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect()));
+        proptest!(ProptestConfig::with_cases(512), |(v in doc, pretty in any::<bool>())| {
+            let text = if pretty {
+                serde_json::to_vec_pretty(&v).unwrap()
+            } else {
+                serde_json::to_vec(&v).unwrap()
+            };
+            prop_assert_eq!(parsed(&text), Some(from_json_value(&v)));
+            // Any truncation is an error, never a panic.
+            for cut in [1, text.len() / 2, text.len().saturating_sub(1)] {
+                if cut > 0 && cut < text.len() {
+                    prop_assert_eq!(parsed(&text[..cut]), None);
+                }
+            }
+        });
     }
 
     #[test]
