@@ -1,0 +1,197 @@
+#!/bin/bash
+# Runs inside the systemd-nspawn container that packaging/check.sh boots from
+# a throwaway overlay root with the omnid package installed (as root, from
+# omnid-boot-test.service, After=omnid.service). Writes `ok NAME` or
+# `FAIL NAME` lines to /root/boot-results.txt, details to
+# /root/boot-test.log; the unit powers the container off when it ends.
+set -u
+OUT=/root/boot-results.txt
+LOG=/root/boot-test.log
+: > "$OUT"
+: > "$LOG"
+URL=http://127.0.0.1:8080
+TOKEN=$(cat /root/token)
+
+t() {
+  local name=$1
+  shift
+  echo "--- $name" >> "$LOG"
+  # A subshell with errexit, outside any `if`: every command must succeed.
+  (set -e; "$@") >> "$LOG" 2>&1
+  if [ $? -eq 0 ]; then
+    echo "ok $name" >> "$OUT"
+  else
+    echo "FAIL $name" >> "$OUT"
+    systemctl status omnid --no-pager >> "$LOG" 2>&1
+    journalctl -u omnid --no-pager -n 30 >> "$LOG" 2>&1
+  fi
+}
+prop() { systemctl show omnid -p "$1" --value; }
+code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@"; }
+validate() {
+  code -H 'Content-Type: application/json' "$@" -d '{"code":"x","context":{}}' "$URL/api/validate"
+}
+main_pid() { prop MainPID; }
+status_field() { sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status" | awk '{print $1}'; }
+wait_ready() {
+  local i
+  for i in $(seq 1 100); do
+    [ "$(code "$URL/api/readiness")" = 200 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+started() {
+  [ "$(prop ActiveState)/$(prop SubState)" = active/running ]
+  # READY=1 came with STATUS= (Type=notify reached "running" through it).
+  prop StatusText | grep -q '^listening on '
+  [ "$(prop Type)" = notify ]
+  [ "$(prop WatchdogUSec)" = 30s ]
+}
+
+dynamic_user() {
+  local pid uid
+  pid=$(main_pid)
+  uid=$(status_field "$pid" Uid)
+  echo "main pid $pid uid $uid user $(prop User)"
+  [ "$uid" -ne 0 ]
+  [ "$(prop DynamicUser)" = yes ]
+  [ "$(status_field "$pid" NoNewPrivs)" = 1 ]
+  [ "$(status_field "$pid" CapEff)" = 0000000000000000 ]
+  # The unit's own filter (SystemCallFilter=) is on the supervisor.
+  [ "$(status_field "$pid" Seccomp)" = 2 ]
+  # The tokens copy made by ExecStartPre=+ belongs to the service user only.
+  [ "$(stat -c '%u %a' /run/omnid/tokens)" = "$uid 400" ]
+  journalctl -u omnid --no-pager | grep -q "sandbox: seccomp on, no_new_privs on, uid $uid gid"
+}
+
+http() {
+  [ "$(code "$URL/api/health")" = 200 ]
+  [ "$(code "$URL/api/readiness")" = 200 ]
+  [ "$(validate)" = 401 ]
+  [ "$(validate -H "Authorization: Bearer $TOKEN")" = 200 ]
+}
+
+workers() {
+  local pid uid w n=0 main_filters
+  pid=$(main_pid)
+  uid=$(status_field "$pid" Uid)
+  main_filters=$(status_field "$pid" Seccomp_filters)
+  for w in $(pgrep -P "$pid"); do
+    echo "worker $w: uid $(status_field "$w" Uid) filters $(status_field "$w" Seccomp_filters) oom $(cat "/proc/$w/oom_score_adj")"
+    [ "$(status_field "$w" Uid)" = "$uid" ]
+    [ "$(status_field "$w" NoNewPrivs)" = 1 ]
+    # Their own filter, stacked on the unit's.
+    [ "$(status_field "$w" Seccomp_filters)" -gt "$main_filters" ]
+    [ "$(cat "/proc/$w/oom_score_adj")" = 1000 ]
+    n=$((n + 1))
+  done
+  [ "$n" -ge 1 ]
+}
+
+worker_killed() {
+  local pid w
+  pid=$(main_pid)
+  w=$(pgrep -P "$pid" | head -n 1)
+  kill -KILL "$w"
+  sleep 0.5
+  wait_ready
+  [ "$(prop ActiveState)" = active ]
+  [ "$(main_pid)" = "$pid" ]
+  [ "$(prop NRestarts)" = 0 ]
+  curl -s --max-time 5 "$URL/metrics" | grep -E '^omnid_worker_restarts_total\{reason="crash"\} [1-9]'
+}
+
+reload_tokens() {
+  # A token added to /etc/omnid/tokens works after `systemctl reload`.
+  local pid token2=reload-$RANDOM$RANDOM-0123456789abcdef0123456789abcdef
+  pid=$(main_pid)
+  [ "$(validate -H "Authorization: Bearer $token2")" = 401 ]
+  printf '%s' "$token2" | omnid --hash-token beta >> /etc/omnid/tokens
+  systemctl reload omnid
+  sleep 1
+  wait_ready
+  [ "$(validate -H "Authorization: Bearer $token2")" = 200 ]
+  [ "$(main_pid)" = "$pid" ]
+  journalctl -u omnid --no-pager | grep -q 'configuration reloaded'
+}
+
+watchdog() {
+  # With a 2 s watchdog the service survives only if omnid keeps sending
+  # WATCHDOG=1 (every second); each ping moves WatchdogTimestamp.
+  mkdir -p /run/systemd/system/omnid.service.d
+  printf '[Service]\nWatchdogSec=2s\n' > /run/systemd/system/omnid.service.d/watchdog.conf
+  systemctl daemon-reload
+  systemctl restart omnid
+  local pid t1 t2
+  pid=$(main_pid)
+  t1=$(prop WatchdogTimestampMonotonic)
+  sleep 5
+  t2=$(prop WatchdogTimestampMonotonic)
+  echo "watchdog timestamps $t1 -> $t2"
+  [ "$(prop ActiveState)" = active ]
+  [ "$(main_pid)" = "$pid" ]
+  [ "$(prop NRestarts)" = 0 ]
+  [ "$t2" -gt "$t1" ]
+  rm -rf /run/systemd/system/omnid.service.d
+  systemctl daemon-reload
+  systemctl restart omnid
+  [ "$(prop WatchdogUSec)" = 30s ]
+  wait_ready
+}
+
+upgrade() {
+  # Reinstalling runs the upgrade path: prerm stops the service, postinst
+  # starts it again; the tokens added so far are kept.
+  local pid
+  pid=$(main_pid)
+  dpkg -i /root/omnid.deb
+  [ "$(prop ActiveState)" = active ]
+  [ "$(main_pid)" != "$pid" ]
+  wait_ready
+  [ "$(validate -H "Authorization: Bearer $TOKEN")" = 200 ]
+}
+
+stop() {
+  local t0 t1
+  t0=$(date +%s)
+  systemctl stop omnid
+  t1=$(date +%s)
+  [ "$(prop ActiveState)" = inactive ]
+  [ "$(prop Result)" = success ]
+  [ "$(prop ExecMainStatus)" = 0 ]
+  [ $((t1 - t0)) -lt 10 ]
+  journalctl -u omnid --no-pager | grep -q '"message":"stopped","exit_code":0'
+  systemctl start omnid
+  wait_ready
+}
+
+remove() {
+  dpkg -r omnid
+  [ "$(prop ActiveState)" = inactive ]
+  [ ! -e /usr/bin/omnid ]
+  [ -e /etc/omnid/omnid.toml ]
+  ! curl -s --max-time 2 "$URL/api/health"
+}
+
+purge() {
+  dpkg -P omnid
+  [ ! -e /etc/omnid ]
+  [ "$(systemctl show omnid -p LoadState --value)" = not-found ]
+  [ ! -e /etc/systemd/system/multi-user.target.wants/omnid.service ]
+}
+
+t started started
+t dynamic-user dynamic_user
+t http http
+t workers workers
+t worker-killed worker_killed
+t reload-tokens reload_tokens
+t watchdog watchdog
+t upgrade upgrade
+t stop stop
+t remove remove
+t purge purge
+echo "ok done" >> "$OUT"
+exit 0
