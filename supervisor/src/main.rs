@@ -77,6 +77,9 @@ fn main() {
         match cfg {
             Ok(cfg) => {
                 signals::ignore_in_worker();
+                // Started through /proc/self/exe, the process would be named
+                // "exe" in ps and top: name it for operators.
+                let _ = nix::sys::prctl::set_name(c"omnid-worker");
                 omni_worker::run_worker(omni_worker::WORKER_FD, cfg)
             }
             Err(e) => {

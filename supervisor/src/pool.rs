@@ -15,11 +15,12 @@ use crate::metrics::Metrics;
 use crate::restart::{classify, Ended, Intensity, Quarantine, RestartReason, Window};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use omni_worker::protocol::{
-    read_frame, write_frame, ErrorCode, Failure, FrameError, Outcome, PolicySource, Reply, Request,
-    RequestOptions, SandboxReport, EXIT_SANDBOX_FAILED, MAX_REPLY_FRAME,
+    encode_frame, ErrorCode, Failure, FrameError, FrameReader, Outcome, PolicySource, Reply,
+    Request, RequestOptions, SandboxReport, EXIT_SANDBOX_FAILED, MAX_REPLY_FRAME,
 };
 use std::collections::VecDeque;
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Child;
@@ -148,7 +149,13 @@ struct Live {
     /// Cache keys this worker has compiled and keeps (most recent last).
     cached: VecDeque<String>,
     cache_cap: usize,
+    /// Outgoing frames (reused).
     buf: Vec<u8>,
+    /// Incoming frames: one `recv` usually brings a whole reply.
+    reader: FrameReader,
+    /// The worker's CPU-time clock (one `clock_gettime` instead of reading
+    /// `/proc/PID/stat` after every request), when the kernel gives one.
+    cpu_clock: Option<libc::clockid_t>,
 }
 
 /// A worker being retired in the background: closing its socket makes it exit.
@@ -266,6 +273,8 @@ impl PoolShared {
             cached: VecDeque::new(),
             cache_cap: cfg.worker.cache_entries,
             buf: Vec::with_capacity(64 * 1024),
+            reader: FrameReader::new(MAX_REPLY_FRAME),
+            cpu_clock: cpu_clock(pid),
         };
         Ok((live, report))
     }
@@ -350,8 +359,15 @@ impl WorkerPool {
     /// Starts `config.workers` workers and their dispatchers. Fails when any
     /// worker cannot start (a sandbox that cannot be applied is a start-up error).
     pub fn start(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<WorkerPool, PoolError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| PoolError::StartFailed(format!("cannot find own binary: {}", e.kind())))?;
+        // Workers re-execute the image this supervisor is running, not the
+        // file at its path: a package upgrade that replaces the file must not
+        // give an old supervisor new workers (the protocol is not versioned).
+        let exe = std::path::PathBuf::from("/proc/self/exe");
+        if !exe.exists() {
+            return Err(PoolError::StartFailed(
+                "cannot find own binary: /proc is not mounted".into(),
+            ));
+        }
         let n = config.workers;
         // SAFETY: sysconf has no preconditions; it reads a constant.
         let clk = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -533,7 +549,7 @@ impl WorkerPool {
     }
 }
 
-/// Reads through a deadline: each read waits at most until `until`.
+/// Reads through a deadline: each read waits (in `ppoll`) at most until `until`.
 struct DeadlineReader<'a> {
     stream: &'a UnixStream,
     until: Instant,
@@ -541,14 +557,72 @@ struct DeadlineReader<'a> {
 
 impl Read for DeadlineReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        self.stream.set_read_timeout(Some(left))?;
+        wait_for(self.stream, libc::POLLIN, self.until)?;
         let mut s = self.stream;
         s.read(buf)
     }
+}
+
+/// Waits until the socket is ready for `events` or `until` passes (`TimedOut`).
+fn wait_for(stream: &UnixStream, events: libc::c_short, until: Instant) -> io::Result<()> {
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let mut pfd = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        let ts = libc::timespec {
+            tv_sec: left.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: one valid pollfd for a socket we own; a valid timespec;
+        // no signal mask.
+        let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+        if n > 0 {
+            // Readable, writable, or hung up/errored: the next call says which.
+            return Ok(());
+        }
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Writes all of `data` without blocking past `until`.
+fn send_all(stream: &UnixStream, mut data: &[u8], until: Instant) -> io::Result<()> {
+    while !data.is_empty() {
+        // SAFETY: a valid buffer of `data.len()` bytes on a socket we own.
+        let n = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n > 0 {
+            data = &data[n as usize..];
+            continue;
+        }
+        let e = if n == 0 {
+            io::Error::from(io::ErrorKind::WriteZero)
+        } else {
+            io::Error::last_os_error()
+        };
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => wait_for(stream, libc::POLLOUT, until)?,
+            _ => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -574,6 +648,12 @@ fn unavailable(job: Job) {
         result: JobResult::Unavailable,
         queue_time,
     });
+}
+
+/// Whether an idle worker has ended or sent bytes nobody asked for
+/// (already read into its buffer, or still in the socket).
+fn idle_ended(w: &Live) -> bool {
+    w.reader.buffered() > 0 || peer_gone(&w.stream)
 }
 
 /// Whether an idle worker's socket shows its end: hang-up, error, or data
@@ -640,6 +720,30 @@ fn retire(mut r: Retired) {
             }
         }
     }
+}
+
+/// The CPU-time clock of process `pid`, if the kernel gives one.
+fn cpu_clock(pid: u32) -> Option<libc::clockid_t> {
+    let mut clk: libc::clockid_t = 0;
+    // SAFETY: the out-pointer is valid; pid is our own live child.
+    let r = unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clk) };
+    (r == 0 && clock_time(clk).is_some()).then_some(clk)
+}
+
+/// The time of a clock (here: a process's CPU time, user + system).
+fn clock_time(clk: libc::clockid_t) -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the out-pointer is valid for the call.
+    if unsafe { libc::clock_gettime(clk, &mut ts) } != 0 {
+        return None;
+    }
+    Some(Duration::new(
+        u64::try_from(ts.tv_sec).ok()?,
+        u32::try_from(ts.tv_nsec).ok()?,
+    ))
 }
 
 /// CPU time a live process has used (utime + stime from /proc).
@@ -721,7 +825,7 @@ impl Dispatcher {
                 None => match rx.recv_timeout(wait) {
                     Ok(job) => job,
                     Err(RecvTimeoutError::Timeout) => {
-                        if peer_gone(&w.stream) {
+                        if idle_ended(&w) {
                             respawn_at = Instant::now() + self.died_idle(w);
                         } else {
                             live = Some(w);
@@ -736,7 +840,7 @@ impl Dispatcher {
             };
             // A worker that died while idle (the OOM killer, an operator's
             // kill) is replaced without charging its death to this job.
-            if peer_gone(&w.stream) {
+            if idle_ended(&w) {
                 respawn_at = Instant::now() + self.died_idle(w);
                 pending = Some(job);
                 continue;
@@ -818,7 +922,11 @@ impl Dispatcher {
         }
         // RLIMIT_CPU counts the worker's whole life: recycle well before it.
         let limit = Duration::from_secs(cfg.worker.cpu_seconds);
-        if let Some(used) = cpu_time(w.pid, self.shared.clk_tck) {
+        let used = match w.cpu_clock {
+            Some(clk) => clock_time(clk),
+            None => None,
+        };
+        if let Some(used) = used.or_else(|| cpu_time(w.pid, self.shared.clk_tck)) {
             if used * 5 >= limit * 4 {
                 return self.replace(w, "cpu time");
             }
@@ -948,30 +1056,28 @@ impl Dispatcher {
         }
     }
 
+    /// Sends one request and reads the reply, both within `until`: a
+    /// non-blocking `send` (waiting in `ppoll` only if the socket buffer is
+    /// full), then `ppoll` and `recv` into the buffered frame reader. Two
+    /// or three system calls per request where per-call socket timeouts
+    /// took six.
     fn exchange(&self, w: &mut Live, req: &Request, until: Instant) -> Exchange {
-        let mut out = std::mem::take(&mut w.buf);
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            w.buf = out;
+        if until <= Instant::now() {
             return Exchange::Deadline;
         }
-        let _ = w.stream.set_write_timeout(Some(left));
-        let wrote = write_frame(&mut w.stream, req, &mut out);
-        w.buf = out;
-        if let Err(e) = wrote {
-            return match e {
-                FrameError::Io(io) if is_timeout(&io) => Exchange::Deadline,
-                _ => Exchange::Broken,
-            };
+        if encode_frame(req, &mut w.buf).is_err() {
+            return Exchange::Broken;
+        }
+        match send_all(&w.stream, &w.buf, until) {
+            Ok(()) => {}
+            Err(e) if is_timeout(&e) => return Exchange::Deadline,
+            Err(_) => return Exchange::Broken,
         }
         let mut r = DeadlineReader {
             stream: &w.stream,
             until,
         };
-        let mut inbuf = std::mem::take(&mut w.buf);
-        let got = read_frame::<Reply, _>(&mut r, MAX_REPLY_FRAME, &mut inbuf);
-        w.buf = inbuf;
-        match got {
+        match w.reader.read::<Reply, _>(&mut r) {
             Ok(reply) => Exchange::Reply(reply),
             Err(FrameError::Io(io)) if is_timeout(&io) => Exchange::Deadline,
             Err(_) => Exchange::Broken,
