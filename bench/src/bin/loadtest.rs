@@ -1,0 +1,982 @@
+//! `loadtest`: the load-test driver of issue 7 (run by `bench/run-load.sh`).
+//!
+//! Starts the fixed-JSON `floor` server and `omnid` (release builds, next
+//! to this binary) on 127.0.0.1 with `bench/omnid-load.toml`, runs every
+//! scenario bounded in time against them, and writes
+//! `bench/results/load-report.md` and `bench/results/load-raw.json`.
+//!
+//! ```sh
+//! loadtest [--out DIR] [--quick] [--only GROUP,...] [--hostile-rate N]
+//! ```
+//!
+//! Groups: `floor`, `omnid` (closed loop at 1/8/64 connections and the
+//! open-loop run at half the maximum), `sizes`, `cache`, `hostile`,
+//! `tunables`. Server CPU per request is measured from the process tree's
+//! CPU time (`/proc`), which a busy machine disturbs far less than
+//! throughput.
+
+use bytes::Bytes;
+use omni_bench::loadgen::{self, Body, Config, Mode, Report, Template};
+use omni_bench::procs::{self, Server};
+use omni_bench::workload;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BENCH_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+struct Opts {
+    out: PathBuf,
+    quick: bool,
+    only: Option<Vec<String>>,
+    hostile_rate: Option<f64>,
+    threads: usize,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        out: PathBuf::from(BENCH_DIR).join("results"),
+        quick: false,
+        only: None,
+        hostile_rate: None,
+        threads: 1,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--out" => o.out = PathBuf::from(args.next().expect("--out DIR")),
+            "--quick" => o.quick = true,
+            "--only" => {
+                o.only = Some(
+                    args.next()
+                        .expect("--only GROUPS")
+                        .split(',')
+                        .map(str::to_string)
+                        .collect(),
+                )
+            }
+            "--hostile-rate" => {
+                o.hostile_rate = Some(
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--hostile-rate N"),
+                )
+            }
+            "--threads" => {
+                o.threads = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--threads N")
+            }
+            "-h" | "--help" => {
+                println!("loadtest [--out DIR] [--quick] [--only floor,omnid,sizes,cache,hostile,tunables] [--hostile-rate N] [--threads N]");
+                std::process::exit(0);
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    o
+}
+
+/// Binaries next to this one (`target/release/`).
+fn sibling(name: &str) -> PathBuf {
+    let me = std::env::current_exe().expect("own path");
+    me.parent().expect("directory").join(name)
+}
+
+struct Run {
+    opts: Opts,
+    tmp: PathBuf,
+    results: Vec<Value>,
+    config_text: String,
+}
+
+/// Measured time and warm-up of a scenario.
+#[derive(Clone, Copy)]
+struct Time {
+    warmup: f64,
+    duration: f64,
+}
+
+impl Run {
+    fn want(&self, group: &str) -> bool {
+        self.opts
+            .only
+            .as_ref()
+            .is_none_or(|g| g.iter().any(|x| x == group))
+    }
+
+    fn time(&self, warmup: f64, duration: f64) -> Time {
+        if self.opts.quick {
+            Time {
+                warmup: 0.3,
+                duration: 1.0,
+            }
+        } else {
+            Time { warmup, duration }
+        }
+    }
+
+    fn start_omnid(&self, tag: &str, env: &[(&str, &str)]) -> Server {
+        // The address is chosen here: with a log level above `info` omnid
+        // does not log it.
+        let addr = procs::free_local_addr();
+        let mut cmd = Command::new(sibling("omnid"));
+        cmd.arg("--config")
+            .arg(Path::new(BENCH_DIR).join("omnid-load.toml"))
+            .arg("--listen")
+            .arg(addr.to_string());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OMNID_") {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let s = Server::start(cmd, &self.tmp.join(format!("omnid-{tag}.log")), Some(addr))
+            .unwrap_or_else(|e| panic!("omnid: {e}"));
+        // Ready: one request through a worker.
+        let body = workload::standard_body();
+        for _ in 0..50 {
+            if procs::http(s.addr, "POST", workload::VALIDATE, Some(body.as_bytes()))
+                .is_some_and(|(st, _)| st == 200)
+            {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("omnid does not answer the standard request");
+    }
+
+    /// Runs one scenario against `server` and records it.
+    #[allow(clippy::too_many_arguments)]
+    fn scenario(
+        &mut self,
+        group: &str,
+        name: &str,
+        what: &str,
+        server: &Server,
+        templates: Vec<Template>,
+        connections: usize,
+        mode: Mode,
+        t: Time,
+        extra: Value,
+    ) -> Report {
+        let before = procs::metrics(server.addr);
+        let load_before = omni_bench::load_average();
+        let cpu0 = server.cpu_seconds();
+        let me0 = procs::self_cpu_seconds();
+        let started = Instant::now();
+        let report = loadgen::run(Config {
+            addr: server.addr,
+            connections,
+            mode,
+            warmup: Duration::from_secs_f64(t.warmup),
+            duration: Duration::from_secs_f64(t.duration),
+            max_requests: None,
+            timeout: Duration::from_secs(10),
+            templates,
+            threads: self.opts.threads,
+        });
+        let wall = started.elapsed().as_secs_f64();
+        let server_cpu = server.cpu_seconds() - cpu0;
+        let client_cpu = procs::self_cpu_seconds() - me0;
+        let load_after = omni_bench::load_average();
+        let after = procs::metrics(server.addr);
+        // All requests sent (warm-up included) share the CPU time.
+        let sent = report.all.count as f64 * (t.warmup + t.duration) / t.duration;
+        let metrics_delta = match (&before, &after) {
+            (Some(b), Some(a)) => delta(b, a),
+            _ => Value::Null,
+        };
+        let entry = json!({
+            "group": group,
+            "name": name,
+            "what": what,
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
+            "wall_s": wall,
+            "server_cpu_s": server_cpu,
+            "client_cpu_s": client_cpu,
+            "server_cpu_us_per_request": if sent > 0.0 { server_cpu * 1e6 / sent } else { 0.0 },
+            "client_cpu_us_per_request": if sent > 0.0 { client_cpu * 1e6 / sent } else { 0.0 },
+            "metrics_delta": metrics_delta,
+            "extra": extra,
+            "report": report,
+        });
+        println!(
+            "{group:>9} {name:<28} {:>9.0} req/s  p50 {:>6} µs  p99 {:>7} µs  p99.9 {:>7} µs  ok {}/{}  server CPU {:>5.1} µs/req  load {:.2}",
+            report.all.rps,
+            report.all.p50_us,
+            report.all.p99_us,
+            report.all.p999_us,
+            report.all.ok,
+            report.all.count,
+            entry["server_cpu_us_per_request"].as_f64().unwrap_or(0.0),
+            load_before[0],
+        );
+        self.results.push(entry);
+        report
+    }
+}
+
+/// The changes of the counters that matter between two `/api/metrics` snapshots.
+fn delta(b: &Value, a: &Value) -> Value {
+    let n = |v: &Value, p: &[&str]| -> i64 {
+        let mut x = v;
+        for k in p {
+            x = &x[*k];
+        }
+        x.as_i64().unwrap_or(0)
+    };
+    let mut restarts = serde_json::Map::new();
+    if let Some(m) = a["workerRestarts"].as_object() {
+        for k in m.keys() {
+            restarts.insert(
+                k.clone(),
+                json!(n(a, &["workerRestarts", k]) - n(b, &["workerRestarts", k])),
+            );
+        }
+    }
+    let mut rejected = serde_json::Map::new();
+    if let Some(m) = a["rejected"].as_object() {
+        for k in m.keys() {
+            let d = n(a, &["rejected", k]) - n(b, &["rejected", k]);
+            if d != 0 {
+                rejected.insert(k.clone(), json!(d));
+            }
+        }
+    }
+    json!({
+        "workerRestarts": restarts,
+        "rejected": rejected,
+        "cacheHits": n(a, &["cache", "hits"]) - n(b, &["cache", "hits"]),
+        "cacheMisses": n(a, &["cache", "misses"]) - n(b, &["cache", "misses"]),
+        "quarantinedPolicies": a["quarantinedPolicies"].clone(),
+    })
+}
+
+fn standard() -> Template {
+    workload::benign(
+        "standard",
+        Body::Fixed(Bytes::from(workload::standard_body())),
+    )
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let mem_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let git = Command::new("git")
+        .args(["-C", BENCH_DIR, "rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let dirty = Command::new("git")
+        .args([
+            "-C",
+            BENCH_DIR,
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+        ])
+        .output()
+        .ok()
+        .is_some_and(|o| !o.stdout.is_empty());
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": cpu,
+        "memory_gib": (mem_kb as f64 / 1024.0 / 1024.0).round(),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "git": if dirty { format!("{git} (with uncommitted changes)") } else { git },
+        "date_utc": date_utc(),
+    })
+}
+
+fn date_utc() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn main() {
+    let opts = opts();
+    let tmp = std::env::temp_dir().join(format!("omni-loadtest-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    std::fs::create_dir_all(&opts.out).expect("output dir");
+    let config_text =
+        std::fs::read_to_string(Path::new(BENCH_DIR).join("omnid-load.toml")).expect("config");
+    let mut run = Run {
+        opts,
+        tmp: tmp.clone(),
+        results: Vec::new(),
+        config_text,
+    };
+    let machine = machine();
+    let load_start = omni_bench::load_average();
+    println!(
+        "machine: {machine}\nload average at start: {:.2} {:.2} {:.2}",
+        load_start[0], load_start[1], load_start[2]
+    );
+
+    // The servers.
+    let omnid = run.start_omnid("main", &[]);
+    let (_, sample) = procs::http(
+        omnid.addr,
+        "POST",
+        workload::VALIDATE,
+        Some(workload::standard_body().as_bytes()),
+    )
+    .expect("a standard answer");
+    let sample_path = tmp.join("standard-response.json");
+    std::fs::write(&sample_path, &sample).expect("sample");
+    let mut fcmd = Command::new(sibling("floor"));
+    fcmd.arg("--body").arg(&sample_path);
+    let floor =
+        Server::start(fcmd, &tmp.join("floor.log"), None).unwrap_or_else(|e| panic!("floor: {e}"));
+
+    let conns = [1usize, 8, 64];
+    let t = run.time(1.0, 5.0);
+    let mut floor_max: f64 = 0.0;
+    let mut omnid_max: f64 = 0.0;
+    if run.want("floor") || run.want("omnid") {
+        for &c in &conns {
+            let mut ft = standard();
+            ft.name = "standard_to_floor".into();
+            ft.expect_contains = None;
+            let r = run.scenario(
+                "floor",
+                &format!("floor_c{c}"),
+                "fixed-JSON hyper server, standard request body, closed loop",
+                &floor,
+                vec![ft],
+                c,
+                Mode::Closed,
+                t,
+                json!({ "connections": c }),
+            );
+            floor_max = floor_max.max(r.all.rps);
+            let r = run.scenario(
+                "omnid",
+                &format!("omnid_c{c}"),
+                "standard workload, cache hit, closed loop",
+                &omnid,
+                vec![standard()],
+                c,
+                Mode::Closed,
+                t,
+                json!({ "connections": c }),
+            );
+            omnid_max = omnid_max.max(r.all.rps);
+        }
+        let half = (omnid_max / 2.0).max(1.0);
+        let t = run.time(1.0, 10.0);
+        run.scenario(
+            "omnid",
+            "omnid_open_half_max",
+            "standard workload, cache hit, open loop at 50 % of the closed-loop maximum",
+            &omnid,
+            vec![standard()],
+            64,
+            Mode::Open { rate: half },
+            t,
+            json!({ "rate": half, "max_rps": omnid_max }),
+        );
+    }
+
+    if run.want("sizes") {
+        let t = run.time(0.5, 3.0);
+        for p in [1usize, 10, 100] {
+            for c in [1usize, 10, 100] {
+                let code = workload::generated_policy(p * 1000);
+                let ctx = workload::generated_context(c * 1000);
+                let body = workload::validate_body(&code, Some(&ctx), None);
+                let tpl = workload::benign("sized", Body::Fixed(Bytes::from(body.clone())));
+                run.scenario(
+                    "sizes",
+                    &format!("policy_{p}kb_context_{c}kb"),
+                    "generated policy and context, cache hit, closed loop, 8 connections",
+                    &omnid,
+                    vec![tpl],
+                    8,
+                    Mode::Closed,
+                    t,
+                    json!({ "policy_bytes": code.len(), "context_bytes": ctx.len(), "body_bytes": body.len() }),
+                );
+            }
+        }
+    }
+
+    if run.want("cache") {
+        let t = run.time(1.0, 5.0);
+        run.scenario(
+            "cache",
+            "cache_hit_c8",
+            "standard workload, same policy every request",
+            &omnid,
+            vec![standard()],
+            8,
+            Mode::Closed,
+            t,
+            json!({}),
+        );
+        run.scenario(
+            "cache",
+            "cache_miss_c8",
+            "standard workload, a new policy text every request (parse + check + eval)",
+            &omnid,
+            vec![workload::benign(
+                "standard_unique",
+                workload::unique_standard_body(),
+            )],
+            8,
+            Mode::Closed,
+            t,
+            json!({}),
+        );
+    }
+    drop(floor);
+
+    if run.want("hostile") {
+        let rate = run.opts.hostile_rate.unwrap_or(200.0);
+        let t = run.time(1.0, 15.0);
+        // A fresh server, so restarts and quarantine start from zero.
+        let srv = run.start_omnid("hostile", &[]);
+        run.scenario(
+            "hostile",
+            "benign_only",
+            "standard workload alone, open loop (the baseline of the hostile mix)",
+            &srv,
+            vec![standard()],
+            64,
+            Mode::Open { rate },
+            t,
+            json!({ "rate": rate }),
+        );
+        let mut benign = standard();
+        benign.weight = 90;
+        let mut templates = vec![benign];
+        templates.extend(workload::hostile_templates(2, 5));
+        run.scenario(
+            "hostile",
+            "hostile_mix",
+            "the same rate with 10 % hostile requests mixed in",
+            &srv,
+            templates,
+            64,
+            Mode::Open { rate },
+            t,
+            json!({ "rate": rate }),
+        );
+        srv.stop(Duration::from_secs(5));
+    }
+
+    if run.want("tunables") {
+        let t = run.time(0.5, 4.0);
+        for w in ["1", "2", "4", "8"] {
+            let srv = run.start_omnid(&format!("workers{w}"), &[("OMNID_WORKERS", w)]);
+            run.scenario(
+                "tunables",
+                &format!("workers_{w}"),
+                "standard workload, closed loop, 64 connections",
+                &srv,
+                vec![standard()],
+                64,
+                Mode::Closed,
+                t,
+                json!({ "workers": w }),
+            );
+            srv.stop(Duration::from_secs(5));
+        }
+        for level in ["info", "warn"] {
+            let srv = run.start_omnid(&format!("log{level}"), &[("OMNID_LOG_LEVEL", level)]);
+            run.scenario(
+                "tunables",
+                &format!("log_level_{level}"),
+                "standard workload, closed loop, 64 connections",
+                &srv,
+                vec![standard()],
+                64,
+                Mode::Closed,
+                t,
+                json!({ "log_level": level }),
+            );
+            srv.stop(Duration::from_secs(5));
+        }
+        // Four policies in turn, with room for all of them or for two.
+        let base = workload::standard_policy();
+        let four: Vec<Template> = (0..4)
+            .map(|i| {
+                let code = base.replacen('\n', &format!(" variant {i}\n"), 1);
+                let body =
+                    workload::validate_body(&code, Some(&workload::standard_context()), None);
+                workload::benign(&format!("policy_{i}"), Body::Fixed(Bytes::from(body)))
+            })
+            .collect();
+        for entries in ["256", "2"] {
+            let srv = run.start_omnid(
+                &format!("cache{entries}"),
+                &[("OMNID_WORKER_CACHE_ENTRIES", entries)],
+            );
+            run.scenario(
+                "tunables",
+                &format!("cache_entries_{entries}"),
+                "four policies in turn, closed loop, 8 connections",
+                &srv,
+                four.clone(),
+                8,
+                Mode::Closed,
+                t,
+                json!({ "cache_entries": entries }),
+            );
+            srv.stop(Duration::from_secs(5));
+        }
+        // Overload: open loop at twice the maximum, default queue vs a short one.
+        let over = if omnid_max > 0.0 {
+            omnid_max * 2.0
+        } else {
+            20_000.0
+        };
+        for (queue, inflight) in [("1024", "2048"), ("16", "64")] {
+            let srv = run.start_omnid(
+                &format!("queue{queue}"),
+                &[
+                    ("OMNID_POOL_QUEUE", queue),
+                    ("OMNID_POOL_MAX_INFLIGHT", inflight),
+                ],
+            );
+            run.scenario(
+                "tunables",
+                &format!("overload_queue_{queue}"),
+                "open loop at twice the closed-loop maximum, 256 connections",
+                &srv,
+                vec![standard()],
+                256,
+                Mode::Open { rate: over },
+                t,
+                json!({ "queue": queue, "max_inflight": inflight, "rate": over }),
+            );
+            srv.stop(Duration::from_secs(5));
+        }
+        // Deadline: the fuel bomb under the default deadline and under 5 ms.
+        let fuel = workload::hostile_templates(1, 5).remove(0);
+        let mut fuel = fuel;
+        fuel.expect_status = None;
+        for ms in ["250", "5"] {
+            let srv = run.start_omnid(
+                &format!("deadline{ms}"),
+                &[
+                    ("OMNID_WORKER_TIMEOUT_MS", ms),
+                    ("OMNID_POOL_RESTART_INTENSITY", "1000000"),
+                    ("OMNID_POOL_QUARANTINE_THRESHOLD", "1000000"),
+                ],
+            );
+            run.scenario(
+                "tunables",
+                &format!("fuel_bomb_deadline_{ms}ms"),
+                "fuel bombs only (1,000,000 fuel), closed loop, 2 connections",
+                &srv,
+                vec![fuel.clone()],
+                2,
+                Mode::Closed,
+                t,
+                json!({ "timeout_ms": ms }),
+            );
+            srv.stop(Duration::from_secs(5));
+        }
+    }
+    omnid.stop(Duration::from_secs(5));
+
+    let load_end = omni_bench::load_average();
+    let raw = json!({
+        "machine": machine,
+        "loadavg_start": load_start,
+        "loadavg_end": load_end,
+        "client_threads": run.opts.threads,
+        "quick": run.opts.quick,
+        "omnid_config": run.config_text,
+        "scenarios": run.results,
+    });
+    let raw_path = run.opts.out.join("load-raw.json");
+    std::fs::write(&raw_path, serde_json::to_string_pretty(&raw).expect("json")).expect("write");
+    let md = report(&raw);
+    let md_path = run.opts.out.join("load-report.md");
+    std::fs::write(&md_path, md).expect("write");
+    let _ = std::fs::remove_dir_all(&tmp);
+    println!("wrote {} and {}", md_path.display(), raw_path.display());
+}
+
+// ----- the Markdown report --------------------------------------------------
+
+fn find<'a>(raw: &'a Value, name: &str) -> Option<&'a Value> {
+    raw["scenarios"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn ms(us: &Value) -> String {
+    format!("{:.2}", f(us) / 1000.0)
+}
+
+fn table_row(s: &Value, label: &str) -> String {
+    let r = &s["report"]["all"];
+    format!(
+        "| {label} | {:.0} | {} | {} | {} | {} | {}/{} | {:.1} | {:.2} |\n",
+        f(&r["rps"]),
+        ms(&r["p50_us"]),
+        ms(&r["p99_us"]),
+        ms(&r["p999_us"]),
+        ms(&r["max_us"]),
+        r["ok"],
+        r["count"],
+        f(&s["server_cpu_us_per_request"]),
+        f(&s["loadavg_before"][0]),
+    )
+}
+
+const HEAD: &str = "| scenario | req/s | p50 ms | p99 ms | p99.9 ms | max ms | ok/sent | server CPU µs/req | load avg (1 min) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+
+fn report(raw: &Value) -> String {
+    let mut md = String::new();
+    let m = &raw["machine"];
+    let _ = writeln!(md, "# omnid load test\n");
+    let _ = writeln!(
+        md,
+        "Generated by `bench/run-load.sh` (driver `bench/src/bin/loadtest.rs`) on {}; raw numbers in `load-raw.json`.\n",
+        m["date_utc"].as_str().unwrap_or("")
+    );
+    let _ = writeln!(
+        md,
+        "- Machine: {} CPUs ({}), {} GiB, Linux {}; commit {}.",
+        m["cpus"],
+        m["cpu_model"].as_str().unwrap_or(""),
+        m["memory_gib"],
+        m["kernel"].as_str().unwrap_or(""),
+        m["git"].as_str().unwrap_or("")
+    );
+    let _ = writeln!(
+        md,
+        "- Load average (1/5/15 min) at start {:.2}/{:.2}/{:.2}, at end {:.2}/{:.2}/{:.2}; each scenario's 1-minute figure is in its row.",
+        f(&raw["loadavg_start"][0]),
+        f(&raw["loadavg_start"][1]),
+        f(&raw["loadavg_start"][2]),
+        f(&raw["loadavg_end"][0]),
+        f(&raw["loadavg_end"][1]),
+        f(&raw["loadavg_end"][2]),
+    );
+    let _ = writeln!(
+        md,
+        "- Client: `loadgen` (hyper 1.x, {} runtime thread(s)) on the same machine, HTTP/1.1 keep-alive, 127.0.0.1. Latency is from the request's start (open loop: its due time) to the last byte of the answer. Server CPU per request is the CPU time of the server's whole process tree (supervisor and workers) divided by the requests sent.",
+        raw["client_threads"]
+    );
+    if raw["quick"].as_bool() == Some(true) {
+        let _ = writeln!(md, "- **Quick run** (1 s per scenario): not for quoting.");
+    }
+    md.push('\n');
+
+    // Must-show checks.
+    let _ = writeln!(md, "## Checks\n");
+    let floor_max = ["floor_c1", "floor_c8", "floor_c64"]
+        .iter()
+        .filter_map(|n| find(raw, n))
+        .map(|s| f(&s["report"]["all"]["rps"]))
+        .fold(0.0, f64::max);
+    let omnid_max = ["omnid_c1", "omnid_c8", "omnid_c64"]
+        .iter()
+        .filter_map(|n| find(raw, n))
+        .map(|s| f(&s["report"]["all"]["rps"]))
+        .fold(0.0, f64::max);
+    let mut checks: Vec<(String, bool)> = Vec::new();
+    if floor_max > 0.0 && omnid_max > 0.0 {
+        let ratio = omnid_max / floor_max;
+        checks.push((
+            format!(
+                "omnid maximum throughput {omnid_max:.0} req/s is {:.0} % of the fixed-JSON hyper floor {floor_max:.0} req/s (target ≥ 40 %)",
+                ratio * 100.0
+            ),
+            ratio >= 0.40,
+        ));
+    }
+    if let Some(s) = find(raw, "omnid_open_half_max") {
+        let r = &s["report"]["all"];
+        let p99 = f(&r["p99_us"]) / 1000.0;
+        checks.push((
+            format!(
+                "p99 at half the maximum throughput ({:.0} req/s, open loop): {p99:.2} ms (target < 5 ms); {} of {} answered 200",
+                f(&s["report"]["target_rps"]),
+                r["ok"],
+                r["count"]
+            ),
+            p99 < 5.0 && r["ok"] == r["count"],
+        ));
+    }
+    if let (Some(b), Some(h)) = (find(raw, "benign_only"), find(raw, "hostile_mix")) {
+        let hb = &h["report"]["benign"];
+        let ok = hb["ok"] == hb["count"] && hb["count"].as_u64().unwrap_or(0) > 0;
+        checks.push((
+            format!(
+                "hostile mix: {} of {} benign requests succeeded (target 100 %)",
+                hb["ok"], hb["count"]
+            ),
+            ok,
+        ));
+        let base = f(&b["report"]["benign"]["p99_us"]);
+        let with = f(&hb["p99_us"]);
+        checks.push((
+            format!(
+                "hostile mix: benign p99 {:.2} ms against {:.2} ms without hostile requests = {:.2}× (target ≤ 2×)",
+                with / 1000.0,
+                base / 1000.0,
+                if base > 0.0 { with / base } else { f64::NAN }
+            ),
+            base > 0.0 && with <= 2.0 * base,
+        ));
+    }
+    for (text, pass) in &checks {
+        let _ = writeln!(
+            md,
+            "- {} {text}",
+            if *pass { "**PASS**" } else { "**FAIL**" }
+        );
+    }
+    md.push('\n');
+
+    // Throughput and latency.
+    let _ = writeln!(md, "## Standard workload: omnid against the HTTP floor\n");
+    let _ = writeln!(
+        md,
+        "Closed loop (each connection sends its next request when the answer is in), standard request (drone_ops, 4.8 KB body; the floor answers with omnid's own 6.8 KB answer), cache hit.\n"
+    );
+    md.push_str(HEAD);
+    for c in [1, 8, 64] {
+        if let Some(s) = find(raw, &format!("floor_c{c}")) {
+            md.push_str(&table_row(s, &format!("floor, {c} connections")));
+        }
+        if let Some(s) = find(raw, &format!("omnid_c{c}")) {
+            md.push_str(&table_row(s, &format!("omnid, {c} connections")));
+        }
+    }
+    if let Some(s) = find(raw, "omnid_open_half_max") {
+        md.push_str(&table_row(
+            s,
+            &format!(
+                "omnid, open loop at {:.0} req/s (50 % of max), 64 connections",
+                f(&s["report"]["target_rps"])
+            ),
+        ));
+    }
+    md.push('\n');
+    for c in [1, 8, 64] {
+        if let (Some(a), Some(b)) = (
+            find(raw, &format!("omnid_c{c}")),
+            find(raw, &format!("floor_c{c}")),
+        ) {
+            let _ = writeln!(
+                md,
+                "- {c} connection(s): omnid at {:.0} % of the floor.",
+                100.0 * f(&a["report"]["all"]["rps"]) / f(&b["report"]["all"]["rps"]).max(1.0)
+            );
+        }
+    }
+    md.push('\n');
+
+    // Sizes.
+    let sizes: Vec<&Value> = raw["scenarios"]
+        .as_array()
+        .map(|v| v.iter().filter(|s| s["group"] == "sizes").collect())
+        .unwrap_or_default();
+    if !sizes.is_empty() {
+        let _ = writeln!(md, "## Policy size × context size\n");
+        let _ = writeln!(md, "Generated policies (one loop over `items` plus top-level rules) and contexts (metrics, readings, `items`), cache hit, closed loop, 8 connections. Throughput in req/s, then p99 in ms.\n");
+        let _ = writeln!(
+            md,
+            "| policy \\ context | 1 KB | 10 KB | 100 KB |\n|---|---:|---:|---:|"
+        );
+        for p in [1, 10, 100] {
+            let _ = write!(md, "| {p} KB |");
+            for c in [1, 10, 100] {
+                match find(raw, &format!("policy_{p}kb_context_{c}kb")) {
+                    Some(s) => {
+                        let r = &s["report"]["all"];
+                        let _ = write!(
+                            md,
+                            " {:.0} req/s, p99 {} ms{} |",
+                            f(&r["rps"]),
+                            ms(&r["p99_us"]),
+                            if r["ok"] == r["count"] {
+                                ""
+                            } else {
+                                " (errors)"
+                            }
+                        );
+                    }
+                    None => md.push_str(" – |"),
+                }
+            }
+            md.push('\n');
+        }
+        md.push('\n');
+        md.push_str(HEAD);
+        for s in &sizes {
+            md.push_str(&table_row(s, s["name"].as_str().unwrap_or("")));
+        }
+        md.push('\n');
+    }
+
+    // Cache.
+    if let (Some(h), Some(m)) = (find(raw, "cache_hit_c8"), find(raw, "cache_miss_c8")) {
+        let _ = writeln!(md, "## Cache hit against cache miss\n");
+        let _ = writeln!(md, "Standard workload, closed loop, 8 connections; the miss run changes the `INTENT` line every request, so every request is parsed, checked and evaluated from text (and enters the workers' LRU caches).\n");
+        md.push_str(HEAD);
+        md.push_str(&table_row(h, "cache hit"));
+        md.push_str(&table_row(m, "cache miss (new policy each request)"));
+        let _ = writeln!(
+            md,
+            "\nCache counters during the runs: hit run {} hits / {} misses; miss run {} hits / {} misses.\n",
+            h["metrics_delta"]["cacheHits"],
+            h["metrics_delta"]["cacheMisses"],
+            m["metrics_delta"]["cacheHits"],
+            m["metrics_delta"]["cacheMisses"]
+        );
+    }
+
+    // Hostile.
+    if let (Some(b), Some(h)) = (find(raw, "benign_only"), find(raw, "hostile_mix")) {
+        let _ = writeln!(md, "## Hostile mix\n");
+        let _ = writeln!(
+            md,
+            "Open loop at {:.0} req/s, 64 connections, on a freshly started omnid with the load configuration. 90 % of the requests are the standard workload; 10 % are hostile, 2 % each: fuel bombs (three nested loops, 10⁶ iterations against the default fuel of 10⁶), deadline bombs (the same loops asking for `timeoutMs: 5`, a new policy text each time so quarantine by policy id does not stop them), 10,000-deep nesting (half in the context, half in a policy expression), oversized bodies (300 KB against the 256 KiB limit) and malformed JSON.\n",
+            f(&h["report"]["target_rps"])
+        );
+        let _ = writeln!(md, "| run | benign req/s | benign ok/sent | benign p50 ms | benign p99 ms | benign p99.9 ms | load avg |\n|---|---:|---:|---:|---:|---:|---:|");
+        for (label, s) in [("benign only", b), ("with 10 % hostile", h)] {
+            let r = &s["report"]["benign"];
+            let _ = writeln!(
+                md,
+                "| {label} | {:.0} | {}/{} | {} | {} | {} | {:.2} |",
+                f(&r["rps"]),
+                r["ok"],
+                r["count"],
+                ms(&r["p50_us"]),
+                ms(&r["p99_us"]),
+                ms(&r["p999_us"]),
+                f(&s["loadavg_before"][0])
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nHostile requests by kind (HTTP status → count; transport errors):\n"
+        );
+        let _ = writeln!(md, "| kind | sent | statuses | transport errors | p50 ms | p99 ms |\n|---|---:|---|---|---:|---:|");
+        if let Some(ts) = h["report"]["templates"].as_array() {
+            for t in ts.iter().filter(|t| t["benign"] == false) {
+                let st: Vec<String> = t["statuses"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| format!("{k}: {v}")).collect())
+                    .unwrap_or_default();
+                let er: Vec<String> = t["errors"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| format!("{k}: {v}")).collect())
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    t["name"].as_str().unwrap_or(""),
+                    t["summary"]["count"],
+                    st.join(", "),
+                    if er.is_empty() {
+                        "–".into()
+                    } else {
+                        er.join(", ")
+                    },
+                    ms(&t["summary"]["p50_us"]),
+                    ms(&t["summary"]["p99_us"]),
+                );
+            }
+        }
+        let restarts: Vec<String> = h["metrics_delta"]["workerRestarts"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect())
+            .unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "\nWorker restarts during the hostile run, by reason: {}. Rejections by code: {}.\n",
+            restarts.join(", "),
+            h["metrics_delta"]["rejected"]
+        );
+    }
+
+    // Tunables.
+    let tun: Vec<&Value> = raw["scenarios"]
+        .as_array()
+        .map(|v| v.iter().filter(|s| s["group"] == "tunables").collect())
+        .unwrap_or_default();
+    if !tun.is_empty() {
+        let _ = writeln!(md, "## Tunables\n");
+        let _ = writeln!(md, "Each row is a freshly started omnid with one setting changed from the load configuration (through its `OMNID_*` variable).\n");
+        md.push_str(HEAD);
+        for s in &tun {
+            let mut label = s["name"].as_str().unwrap_or("").to_string();
+            let rej = &s["metrics_delta"]["rejected"];
+            if rej.as_object().is_some_and(|m| !m.is_empty()) {
+                let _ = write!(label, " (rejected: {rej})");
+            }
+            let rs = &s["metrics_delta"]["workerRestarts"];
+            let kills: i64 = rs
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| *k != "recycled")
+                        .map(|(_, v)| v.as_i64().unwrap_or(0))
+                        .sum()
+                })
+                .unwrap_or(0);
+            if kills > 0 {
+                let _ = write!(label, " (worker kills: {kills})");
+            }
+            if s["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("cache_entries"))
+            {
+                let _ = write!(
+                    label,
+                    " (cache {} hits / {} misses)",
+                    s["metrics_delta"]["cacheHits"], s["metrics_delta"]["cacheMisses"]
+                );
+            }
+            md.push_str(&table_row(s, &label));
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(
+        md,
+        "## Configuration\n\n```toml\n{}```",
+        raw["omnid_config"].as_str().unwrap_or("")
+    );
+    md
+}

@@ -1,0 +1,25 @@
+//! Load-testing tools for `omnid` (issue 7): a bounded HTTP/1.1 load
+//! generator on a `hyper` client ([`loadgen`]), the fixed-JSON `hyper`
+//! server that gives the HTTP floor of the machine ([`floor`]), and the
+//! request bodies of the scenarios ([`workload`]). The binaries `loadgen`,
+//! `floor` and `loadtest` (the driver that writes `bench/results/`) are thin
+//! wrappers around these modules.
+
+pub mod floor;
+pub mod loadgen;
+pub mod procs;
+pub mod workload;
+
+/// Where the standard workload lives (`../shared/bench/` beside the repository).
+pub const SHARED_BENCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bench");
+
+/// The 1-, 5- and 15-minute load averages from `/proc/loadavg`.
+pub fn load_average() -> [f64; 3] {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut it = s.split_whitespace().map(|x| x.parse().unwrap_or(f64::NAN));
+    [
+        it.next().unwrap_or(f64::NAN),
+        it.next().unwrap_or(f64::NAN),
+        it.next().unwrap_or(f64::NAN),
+    ]
+}
