@@ -421,7 +421,7 @@ fn collect_items(body: &[Line], diags: &mut Vec<Diagnostic>) -> Vec<RawItem> {
 }
 
 /// `Key: value` when the text before the first `:` looks like a kind.
-fn split_kind(text: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_kind(text: &str) -> Option<(&str, &str)> {
     let colon = text.find(':')?;
     let key = text[..colon].trim();
     let value = &text[colon + 1..];

@@ -349,23 +349,7 @@ fn meta_section(out: &mut Out, pr: &Printer, lines: &[SrcLine], sec: &Section) {
     }
 }
 
-/// `Key: value` when the text before the first `:` looks like a kind (the
-/// same test as the document reader's).
-fn split_kind(text: &str) -> Option<(&str, &str)> {
-    let colon = text.find(':')?;
-    let key = text[..colon].trim();
-    let value = &text[colon + 1..];
-    if key.is_empty()
-        || value.starts_with("//")
-        || !key.chars().next().is_some_and(|c| c.is_alphabetic())
-        || !key
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == ' ')
-    {
-        return None;
-    }
-    Some((key, value.trim()))
-}
+use crate::document::split_kind;
 
 /// The canonical text of one metadata item.
 fn item_text(pr: &Printer, kind: SectionKind, text: &str) -> String {
