@@ -451,6 +451,8 @@ struct Buffers {
     scratch: Vec<u8>,
     /// Shared by all empty lists.
     empty_list: Option<Arc<Vec<Value>>>,
+    /// By depth: the keys of the last object parsed there (interned).
+    shapes: Vec<Vec<Arc<str>>>,
 }
 
 thread_local! {
@@ -621,6 +623,10 @@ impl Drop for Parser<'_> {
         }
         if m.keys.len > KEEP_INTERNED || m.keys.bytes > KEEP_INTERNED_BYTES {
             m.keys = Interner::default();
+            m.shapes.clear();
+        }
+        if m.shapes.len() > 8 || m.shapes.iter().any(|s| s.len() > 64) {
+            m.shapes.clear();
         }
         BUFFERS.with(|b| b.set(Some(Box::new(m))));
     }
@@ -646,6 +652,8 @@ impl<'a> Parser<'a> {
 
     /// `serde_json`'s wording: "syntax error at line L column C", where C
     /// counts the bytes of the line up to and including the offending one.
+    #[cold]
+    #[inline(never)]
     fn error_at(&self, eof: bool) -> ContextError {
         let end = if eof {
             self.b.len()
@@ -668,6 +676,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A syntax error at the current byte, or the end of input when there is none.
+    #[cold]
     fn syntax(&self) -> ContextError {
         self.error_at(self.i >= self.b.len())
     }
@@ -775,6 +784,15 @@ impl<'a> Parser<'a> {
         self.descend()?;
         self.i += 1;
         let start = self.m.entries.len();
+        // Objects in a list tend to repeat the keys of the one before: the
+        // keys of the last object at this depth are tried first (a byte
+        // comparison instead of a table lookup).
+        let depth = self.depth;
+        if self.m.shapes.len() <= depth {
+            self.m.shapes.resize_with(depth + 1, Vec::new);
+        }
+        let mut predicted_all = true;
+        let mut j = 0;
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
@@ -784,7 +802,19 @@ impl<'a> Parser<'a> {
                     return Err(self.syntax());
                 }
                 self.i += 1;
-                let key = self.key()?;
+                let s = self.string()?;
+                let predicted = match (s, self.m.shapes[depth].get(j)) {
+                    (Str::Input(a, b), Some(k)) if k.as_bytes() == &self.b[a..b] => Some(k.clone()),
+                    _ => None,
+                };
+                let key = match predicted {
+                    Some(k) => k,
+                    None => {
+                        predicted_all = false;
+                        self.text(s, usize::MAX)?
+                    }
+                };
+                j += 1;
                 self.count()?;
                 self.skip_ws();
                 if self.peek() != Some(b':') {
@@ -809,6 +839,14 @@ impl<'a> Parser<'a> {
             }
         }
         self.depth -= 1;
+        if j > 0 && (!predicted_all || j != self.m.shapes[depth].len()) && self.all_interned {
+            let Buffers {
+                shapes, entries, ..
+            } = &mut self.m;
+            let shape = &mut shapes[depth];
+            shape.clear();
+            shape.extend(entries[start..].iter().map(|(k, _)| k.clone()));
+        }
         // `{"value": 250, "unit": "cm"}` is a quantity (LANGUAGE.md §5).
         if self.m.entries.len() - start == 2 {
             if let Some(q) = quantity_object(&self.m.entries[start..]) {
@@ -824,17 +862,9 @@ impl<'a> Parser<'a> {
         })))
     }
 
-    /// An object key (after its opening quote), interned by its text:
-    /// every key of the document with the same text is the same `Arc`,
-    /// which [`Object::from_interned`] relies on.
-    fn key(&mut self) -> PResult<Arc<str>> {
-        let s = self.string()?;
-        self.text(s, usize::MAX)
-    }
-
     /// The text of a parsed string as an `Arc`, interned when it is at
     /// most `intern_up_to` bytes long.
-    #[inline]
+    #[inline(always)]
     fn text(&mut self, s: Str, intern_up_to: usize) -> PResult<Arc<str>> {
         let (text, b, start) = match s {
             // Both ends are next to an ASCII quote: char boundaries.
@@ -863,6 +893,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A string after its opening quote; leaves `i` after the closing one.
+    #[inline(always)]
     fn string(&mut self) -> PResult<Str> {
         let b = self.b;
         let start = self.i;
@@ -892,6 +923,8 @@ impl<'a> Parser<'a> {
     }
 
     /// The rest of a string that has escapes, into `scratch`.
+    #[cold]
+    #[inline(never)]
     fn escaped(&mut self) -> PResult<()> {
         let b = self.b;
         loop {
@@ -1058,6 +1091,7 @@ impl<'a> Parser<'a> {
 const MAX_INTERNED: usize = 16;
 
 /// Where a parsed string's text is.
+#[derive(Clone, Copy)]
 enum Str {
     /// In the input, unchanged: `start..end`.
     Input(usize, usize),
@@ -1199,6 +1233,7 @@ mod tests {
             r#"{"k\u0065y": 1, "key": 2, "x": [true, false, null, "", [[]]]}"#,
             r#"{"q": {"value": 250, "unit": "cm"}, "r": {"unit": "kg", "value": 2}, "n": {"value": 1, "unit": "nope"}}"#,
             r#"{"dup": 1, "other": 2, "dup": 3}"#,
+            r#"{"l": [{"a":1,"b":2},{"a":3,"b":4,"c":5},{"b":1,"a":2},{"a":1},{"a":1,"a":2},{"a":{"a":1,"b":2},"b":{"b":3}}]}"#,
             r#"{"a":0.1,"b":0.7,"c":1e-7,"d":5e-324,"e":1.7976931348623157e308,"f":0.30000000000000004}"#,
         ];
         for doc in ok {
