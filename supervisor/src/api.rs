@@ -49,7 +49,10 @@ pub struct TimingsJson {
     pub total_us: u64,
 }
 
-/// The 200 answer; the worker's JSON is embedded as is.
+/// The 200 answer; the worker's JSON is embedded as is. (The body is
+/// written field by field in this order by [`validate_body`]; the type
+/// documents the shape and keeps the test of that writer honest.)
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidateResponse<'a> {
@@ -72,7 +75,9 @@ struct SeverityPeek<'a> {
 }
 
 /// Builds the 200 body from a worker's outcome without building a tree of
-/// the decision: only each diagnostic's `severity` is looked at.
+/// the decision: only each diagnostic's `severity` is looked at. The
+/// worker's JSON is checked to be one well-formed value (the worker is not
+/// trusted) and copied into the body as it is.
 pub fn validate_body(
     request_id: &str,
     policy_id: &str,
@@ -80,37 +85,353 @@ pub fn validate_body(
     timings: TimingsJson,
     engine: &str,
 ) -> Result<Vec<u8>, ApiError> {
-    let diags: Vec<&RawValue> =
-        serde_json::from_str(&o.diagnostics_json).map_err(|_| ApiError::Internal)?;
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
-    for d in diags {
-        let peek: SeverityPeek = serde_json::from_str(d.get()).map_err(|_| ApiError::Internal)?;
-        if peek.severity == "error" {
-            errors.push(d);
-        } else {
-            warnings.push(d);
+    let mut errors: Vec<&RawValue> = Vec::new();
+    let mut warnings: Vec<&RawValue> = Vec::new();
+    // Most policies have no diagnostics at all.
+    if o.diagnostics_json != "[]" {
+        let diags: Vec<&RawValue> =
+            serde_json::from_str(&o.diagnostics_json).map_err(|_| ApiError::Internal)?;
+        for d in diags {
+            let peek: SeverityPeek =
+                serde_json::from_str(d.get()).map_err(|_| ApiError::Internal)?;
+            if peek.severity == "error" {
+                errors.push(d);
+            } else {
+                warnings.push(d);
+            }
         }
     }
-    let rules: &RawValue = serde_json::from_str(&o.rules_json).map_err(|_| ApiError::Internal)?;
-    let decision: Option<&RawValue> = match &o.decision_json {
-        Some(d) => Some(serde_json::from_str(d).map_err(|_| ApiError::Internal)?),
-        None => None,
-    };
+    if !json_check::is_one_value(o.rules_json.as_bytes()) {
+        return Err(ApiError::Internal);
+    }
+    if let Some(d) = &o.decision_json {
+        if !json_check::is_one_value(d.as_bytes()) {
+            return Err(ApiError::Internal);
+        }
+    }
     let ok = !o.has_errors && errors.is_empty();
-    let body = ValidateResponse {
-        request_id,
-        ok,
-        policy_id,
-        errors,
-        warnings,
-        rules,
-        actions: &o.actions,
-        decision,
-        timings,
-        engine,
-    };
-    serde_json::to_vec(&body).map_err(|_| ApiError::Internal)
+    // The fields of `ValidateResponse`, in order, written as serde_json
+    // writes them (compact).
+    let raw_len = o.rules_json.len() + o.decision_json.as_ref().map_or(4, String::len);
+    let mut out = Vec::with_capacity(raw_len + o.diagnostics_json.len() + 512);
+    let put = |out: &mut Vec<u8>, v: &dyn erased::Ser| v.write(out);
+    out.extend_from_slice(b"{\"requestId\":");
+    put(&mut out, &request_id)?;
+    out.extend_from_slice(b",\"ok\":");
+    out.extend_from_slice(if ok { b"true" } else { b"false" });
+    out.extend_from_slice(b",\"policyId\":");
+    put(&mut out, &policy_id)?;
+    out.extend_from_slice(b",\"errors\":");
+    put(&mut out, &errors)?;
+    out.extend_from_slice(b",\"warnings\":");
+    put(&mut out, &warnings)?;
+    out.extend_from_slice(b",\"rules\":");
+    out.extend_from_slice(o.rules_json.as_bytes());
+    out.extend_from_slice(b",\"actions\":");
+    put(&mut out, &o.actions)?;
+    out.extend_from_slice(b",\"decision\":");
+    match &o.decision_json {
+        Some(d) => out.extend_from_slice(d.as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"timings\":");
+    put(&mut out, &timings)?;
+    out.extend_from_slice(b",\"engine\":");
+    put(&mut out, &engine)?;
+    out.push(b'}');
+    Ok(out)
+}
+
+/// Serializes one piece of the body with serde_json.
+mod erased {
+    use super::ApiError;
+
+    pub trait Ser {
+        fn write(&self, out: &mut Vec<u8>) -> Result<(), ApiError>;
+    }
+
+    impl<T: serde::Serialize> Ser for T {
+        fn write(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+            serde_json::to_writer(out, self).map_err(|_| ApiError::Internal)
+        }
+    }
+}
+
+/// A strict check that bytes are exactly one JSON value (RFC 8259, as
+/// `serde_json`'s `RawValue` accepts it: UTF-8, any nesting depth, nothing
+/// after the value but whitespace), without building anything. Used on the
+/// JSON a worker returns, which the response embeds as it is.
+pub mod json_check {
+    pub fn is_one_value(b: &[u8]) -> bool {
+        std::str::from_utf8(b).is_ok() && check(b)
+    }
+
+    fn skip_ws(b: &[u8], mut i: usize) -> usize {
+        while i < b.len() && matches!(b[i], b' ' | b'\n' | b'\r' | b'\t') {
+            i += 1;
+        }
+        i
+    }
+
+    /// Iterative, with the open containers on a stack (`true`: an object).
+    fn check(b: &[u8]) -> bool {
+        let mut stack: Vec<bool> = Vec::new();
+        let mut i = skip_ws(b, 0);
+        'value: loop {
+            // A value starts at `i`.
+            match b.get(i) {
+                Some(b'{') => {
+                    i = skip_ws(b, i + 1);
+                    if b.get(i) == Some(&b'}') {
+                        i += 1;
+                    } else {
+                        stack.push(true);
+                        if !key(b, &mut i) {
+                            return false;
+                        }
+                        continue 'value;
+                    }
+                }
+                Some(b'[') => {
+                    i = skip_ws(b, i + 1);
+                    if b.get(i) == Some(&b']') {
+                        i += 1;
+                    } else {
+                        stack.push(false);
+                        continue 'value;
+                    }
+                }
+                Some(b'"') => {
+                    if !string(b, &mut i) {
+                        return false;
+                    }
+                }
+                Some(b't') => {
+                    if !literal(b, &mut i, b"true") {
+                        return false;
+                    }
+                }
+                Some(b'f') => {
+                    if !literal(b, &mut i, b"false") {
+                        return false;
+                    }
+                }
+                Some(b'n') => {
+                    if !literal(b, &mut i, b"null") {
+                        return false;
+                    }
+                }
+                Some(b'-' | b'0'..=b'9') => {
+                    if !number(b, &mut i) {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+            // After a value: close containers or go on to the next element.
+            loop {
+                i = skip_ws(b, i);
+                let Some(&object) = stack.last() else {
+                    return i == b.len();
+                };
+                match (b.get(i), object) {
+                    (Some(b','), true) => {
+                        i = skip_ws(b, i + 1);
+                        if !key(b, &mut i) {
+                            return false;
+                        }
+                        continue 'value;
+                    }
+                    (Some(b','), false) => {
+                        i = skip_ws(b, i + 1);
+                        continue 'value;
+                    }
+                    (Some(b'}'), true) | (Some(b']'), false) => {
+                        i += 1;
+                        stack.pop();
+                    }
+                    _ => return false,
+                }
+            }
+        }
+    }
+
+    /// `"key" :` and the whitespace after it.
+    fn key(b: &[u8], i: &mut usize) -> bool {
+        if b.get(*i) != Some(&b'"') || !string(b, i) {
+            return false;
+        }
+        *i = skip_ws(b, *i);
+        if b.get(*i) != Some(&b':') {
+            return false;
+        }
+        *i = skip_ws(b, *i + 1);
+        true
+    }
+
+    fn literal(b: &[u8], i: &mut usize, word: &[u8]) -> bool {
+        if b.get(*i..*i + word.len()) == Some(word) {
+            *i += word.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// From the opening quote to after the closing one.
+    fn string(b: &[u8], i: &mut usize) -> bool {
+        let mut j = *i + 1;
+        loop {
+            // Plain bytes, eight at a time: stop at `"`, `\\` or a control character.
+            while j + 8 <= b.len() {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&b[j..j + 8]);
+                let v = u64::from_le_bytes(w);
+                const LO: u64 = 0x0101_0101_0101_0101;
+                const HI: u64 = 0x8080_8080_8080_8080;
+                let q = v ^ (LO * b'"' as u64);
+                let e = v ^ (LO * b'\\' as u64);
+                let m = ((q.wrapping_sub(LO) & !q)
+                    | (e.wrapping_sub(LO) & !e)
+                    | (v.wrapping_sub(LO * 0x20) & !v))
+                    & HI;
+                if m != 0 {
+                    j += (m.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                j += 8;
+            }
+            match b.get(j) {
+                None => return false,
+                Some(b'"') => {
+                    *i = j + 1;
+                    return true;
+                }
+                Some(b'\\') => match b.get(j + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j += 2,
+                    Some(b'u') => {
+                        let hex = b.get(j + 2..j + 6);
+                        if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                            return false;
+                        }
+                        j += 6;
+                    }
+                    _ => return false,
+                },
+                Some(&c) if c < 0x20 => return false,
+                Some(_) => j += 1,
+            }
+        }
+    }
+
+    fn digits(b: &[u8], i: &mut usize) -> bool {
+        let s = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > s
+    }
+
+    fn number(b: &[u8], i: &mut usize) -> bool {
+        if b.get(*i) == Some(&b'-') {
+            *i += 1;
+        }
+        match b.get(*i) {
+            Some(b'0') => *i += 1,
+            Some(b'1'..=b'9') => {
+                digits(b, i);
+            }
+            _ => return false,
+        }
+        if b.get(*i) == Some(&b'.') {
+            *i += 1;
+            if !digits(b, i) {
+                return false;
+            }
+        }
+        if matches!(b.get(*i), Some(b'e' | b'E')) {
+            *i += 1;
+            if matches!(b.get(*i), Some(b'+' | b'-')) {
+                *i += 1;
+            }
+            if !digits(b, i) {
+                return false;
+            }
+        }
+        true
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::is_one_value;
+
+        #[test]
+        fn agrees_with_serde_json() {
+            let docs = [
+                "{}",
+                "[]",
+                "null",
+                "true",
+                "0",
+                "-0.5e+3",
+                "\"\"",
+                " [1, {\"a\": [null]}] ",
+                "{\"a\":\"\\u00e9\\n\\\"x\"}",
+                "\"\u{e9}\u{1F600}\"",
+                "[1,]",
+                "{\"a\" 1}",
+                "01",
+                "1.",
+                "-",
+                "[1] 2",
+                "\"a\u{1}\"",
+                "\"\\x\"",
+                "\"\\u12\"",
+                "nul",
+                "{",
+                "[[",
+                "\"abc",
+                "{\"a\":1,}",
+                "{1:2}",
+                "[1 2]",
+                "",
+            ];
+            for d in docs {
+                let serde = serde_json::from_str::<&serde_json::value::RawValue>(d).is_ok();
+                assert_eq!(is_one_value(d.as_bytes()), serde, "{d:?}");
+            }
+            let deep = format!("{}{}", "[{\"a\":".repeat(5000), "}]".repeat(5000));
+            let unbalanced = format!("{}{}", "[".repeat(5000), "]".repeat(4999));
+            for d in [&deep, &unbalanced] {
+                let serde = serde_json::from_str::<&serde_json::value::RawValue>(d).is_ok();
+                assert_eq!(is_one_value(d.as_bytes()), serde, "depth {}", d.len() / 2);
+            }
+            assert!(!is_one_value(b"\"\xff\""));
+            // Every one-byte change and deletion of a document agrees too.
+            let doc = r#"{"a": [1, -2.5e3, true, null, "x\"\\u00e9y"], "b": {"c": false, "d": []}, "e": 0}"#;
+            let subs = b" {}[],:\"\\-+.0159eEtfnux\x01";
+            for at in 0..doc.len() {
+                let mut variants: Vec<Vec<u8>> = subs
+                    .iter()
+                    .map(|&c| {
+                        let mut v = doc.as_bytes().to_vec();
+                        v[at] = c;
+                        v
+                    })
+                    .collect();
+                let mut del = doc.as_bytes().to_vec();
+                del.remove(at);
+                variants.push(del);
+                for v in variants {
+                    let Ok(text) = std::str::from_utf8(&v) else {
+                        continue;
+                    };
+                    let serde = serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok();
+                    assert_eq!(is_one_value(&v), serde, "{text}");
+                }
+            }
+        }
+    }
 }
 
 /// Every way a request can fail that is not about the policy itself.
@@ -379,6 +700,100 @@ mod tests {
         assert_eq!(e.code(), "invalid_json");
         assert!(
             parse(r#"{"code": "x", "context": {"a": 1}, "options": {"strict": false}}"#).is_ok()
+        );
+    }
+
+    #[test]
+    fn validate_body_is_what_serde_json_writes() {
+        let diag_e = r#"{"code":"E0101","severity":"error","message":"x \"q\"","line":3}"#;
+        let diag_w = r#"{"code":"W0001","severity":"warning","message":"é"}"#;
+        for (diags, decision) in [
+            (
+                "[]".to_string(),
+                Some(r#"{"actions":[{"name":"A","args":["d\u00e9"]}],"x":1.5}"#),
+            ),
+            (format!("[{diag_e},{diag_w}]"), None),
+            (format!("[{diag_w}]"), Some("null")),
+        ] {
+            let o = Outcome {
+                id: 1,
+                policy_id: "sha256:ab".into(),
+                cache_hit: true,
+                diagnostics_json: diags.clone(),
+                has_errors: false,
+                rules_json: r#"[{"id":"R1","line":12,"condition":"a < \"b\"","action":"X"}]"#
+                    .into(),
+                actions: vec!["X".into(), "Quote\"d\n".into()],
+                decision_json: decision.map(str::to_string),
+                timings: Default::default(),
+            };
+            let t = || TimingsJson {
+                queue_us: 1,
+                parse_us: 2,
+                check_us: 3,
+                eval_us: 4,
+                total_us: 5,
+            };
+            let got = validate_body("req-1", "sha256:ab", &o, t(), "omni 0.1.0").unwrap();
+            let all: Vec<&RawValue> = serde_json::from_str(&diags).unwrap();
+            let (errors, warnings): (Vec<&RawValue>, Vec<&RawValue>) =
+                all.into_iter().partition(|d| d.get().contains("\"error\""));
+            let want = serde_json::to_vec(&ValidateResponse {
+                request_id: "req-1",
+                ok: errors.is_empty(),
+                policy_id: "sha256:ab",
+                errors,
+                warnings,
+                rules: serde_json::from_str(&o.rules_json).unwrap(),
+                actions: &o.actions,
+                decision: o
+                    .decision_json
+                    .as_deref()
+                    .map(|d| serde_json::from_str(d).unwrap()),
+                timings: t(),
+                engine: "omni 0.1.0",
+            })
+            .unwrap();
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
+        // Worker JSON that is not one value is an internal error.
+        let mut o = Outcome {
+            id: 1,
+            policy_id: String::new(),
+            cache_hit: false,
+            diagnostics_json: "[]".into(),
+            has_errors: false,
+            rules_json: "[]".into(),
+            actions: vec![],
+            decision_json: Some("{\"a\":1} {".into()),
+            timings: Default::default(),
+        };
+        let t = TimingsJson {
+            queue_us: 0,
+            parse_us: 0,
+            check_us: 0,
+            eval_us: 0,
+            total_us: 0,
+        };
+        assert_eq!(
+            validate_body("r", "p", &o, t, "e").unwrap_err(),
+            ApiError::Internal
+        );
+        o.decision_json = None;
+        o.rules_json = "[1,".into();
+        let t = TimingsJson {
+            queue_us: 0,
+            parse_us: 0,
+            check_us: 0,
+            eval_us: 0,
+            total_us: 0,
+        };
+        assert_eq!(
+            validate_body("r", "p", &o, t, "e").unwrap_err(),
+            ApiError::Internal
         );
     }
 
