@@ -1047,6 +1047,10 @@ impl Dispatcher {
     fn note_cache(&self, w: &mut Live, key: &str, o: &Outcome) {
         // The worker caches policies that compiled without any diagnostic.
         let kept = o.cache_hit || (!o.has_errors && o.diagnostics_json.trim() == "[]");
+        if kept && w.cached.back().is_some_and(|k| k == key) {
+            // Already the most recent (the common case under steady load).
+            return;
+        }
         w.cached.retain(|k| k != key);
         if kept {
             if w.cached.len() >= w.cache_cap.max(1) {
