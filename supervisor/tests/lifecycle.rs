@@ -410,10 +410,7 @@ fn systemd_notifications_when_notify_socket_is_set() {
 
 #[test]
 fn repeated_failed_worker_starts_stop_the_service_with_exit_1() {
-    // Run a copy of the binary, then delete it: respawns can no longer exec.
     let dir = TempDir::new("failstart");
-    let exe = dir.path("omnid-copy");
-    std::fs::copy(env!("CARGO_BIN_EXE_omnid"), &exe).unwrap();
     let cfg = dir.path("omnid.toml");
     std::fs::write(
         &cfg,
@@ -424,15 +421,29 @@ fn repeated_failed_worker_starts_stop_the_service_with_exit_1() {
         ),
     )
     .unwrap();
-    let mut cmd = std::process::Command::new(&exe);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("OMNID_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut srv = Server::start_exe(cmd, dir, cfg, &[]);
+    let mut srv = Server::start_in(dir, cfg);
     assert_eq!(srv.validate(&good_body()).status, 200);
-    std::fs::remove_file(&exe).unwrap();
+    // Leave the supervisor no file descriptors to spare: every respawn then
+    // fails to create the worker's socket pair. (Workers re-execute the
+    // running image, so deleting the binary would not stop them.)
+    let pid = srv.pid();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64;
+    let lim = libc::rlimit {
+        rlim_cur: open,
+        rlim_max: open,
+    };
+    // SAFETY: prlimit on the server process we started, with a valid struct.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &lim,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit");
     let worker = srv.workers()[0];
     // SAFETY: SIGKILL to the worker of the server we started.
     unsafe {
