@@ -3,6 +3,16 @@
 //! `omnid` re-executes itself in worker mode ([`process::spawn_worker`]); the
 //! child calls [`run_worker`], which applies the sandbox to itself and then
 //! answers requests one at a time on fd 3 until the supervisor hangs up.
+//!
+//! - [`protocol`]: the frames and message types (postcard, length-prefixed,
+//!   hard size limits) and the exit codes;
+//! - [`sandbox`]: [`apply_sandbox`] and the seccomp allow-list
+//!   (`docs/security.md` explains every layer);
+//! - [`worker`]: the single-threaded loop and its LRU policy [`cache`];
+//! - [`process`]: starting a worker and classifying how it ended.
+//!
+//! The `omni-worker-harness` binary runs [`run_worker`] (or a sandbox probe)
+//! without the supervisor, for the integration tests and the benchmark.
 
 pub mod cache;
 pub mod process;

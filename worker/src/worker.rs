@@ -57,6 +57,11 @@ pub fn run_worker(fd: i32, config: WorkerConfig) -> ! {
         if encode_reply(&reply, &mut out).is_err() || stream.write_all(&out).is_err() {
             std::process::exit(EXIT_PROTOCOL_ERROR);
         }
+        drop(reply);
+        if out.capacity() > 4 << 20 {
+            // A huge traced decision: do not keep its buffer for good.
+            out = Vec::with_capacity(64 * 1024);
+        }
     }
 }
 
