@@ -48,6 +48,8 @@ pub enum SandboxError {
     Prctl(&'static str, io::Error),
     #[error("setting {0} failed: {1}")]
     Rlimit(&'static str, io::Error),
+    #[error("the process has {0} threads; the sandbox needs a single-threaded process (seccomp filters are per thread)")]
+    MultiThreaded(u64),
     #[error("seccomp is not supported on {0}")]
     UnsupportedArch(&'static str),
     #[error("building the seccomp filter failed: {0}")]
@@ -79,6 +81,16 @@ pub fn apply_sandbox(cfg: &SandboxConfig, keep_fds: &[i32]) -> Result<SandboxRep
         return Ok(report);
     }
     let arch = target_arch()?;
+    // A thread started before this call would escape the filter and every
+    // per-thread step: refuse rather than confine half the process.
+    match std::fs::read_to_string("/proc/self/status") {
+        Ok(status) => match status_dec(&status, "Threads") {
+            Some(1) => {}
+            Some(n) => return Err(SandboxError::MultiThreaded(n)),
+            None => report.skipped.push("thread count: unreadable".into()),
+        },
+        Err(e) => report.skipped.push(format!("thread count: {e}")),
+    }
 
     // 1. File descriptors.
     report.closed_fds = close_fds(keep_fds)?;
@@ -362,6 +374,12 @@ fn clear_capabilities() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// A decimal field of `/proc/<pid>/status` (`Threads:\t1`).
+fn status_dec(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.split(':').next() == Some(key))?;
+    line.split(':').nth(1)?.trim().parse().ok()
 }
 
 /// A hexadecimal field of `/proc/<pid>/status` (`CapEff:\t0000…`).
@@ -671,10 +689,22 @@ mod tests {
     }
 
     #[test]
+    fn refuses_a_multi_threaded_process() {
+        // The test harness runs tests on threads: this process has several.
+        let _t = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(2)));
+        let err = apply_sandbox(&SandboxConfig::default(), &[]).unwrap_err();
+        assert!(
+            matches!(err, SandboxError::MultiThreaded(n) if n > 1),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn status_hex_reads_fields() {
         let s = "Name:\tx\nCapEff:\t000001fffeffffff\nCapPrm:\t0000000000000000\n";
         assert_eq!(status_hex(s, "CapEff"), Some(0x1fffeffffff));
         assert_eq!(status_hex(s, "CapPrm"), Some(0));
         assert_eq!(status_hex(s, "CapBnd"), None);
+        assert_eq!(status_dec("Threads:\t3\n", "Threads"), Some(3));
     }
 }
