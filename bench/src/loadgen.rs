@@ -164,6 +164,8 @@ pub struct Report {
     pub threads: usize,
     pub measured_s: f64,
     pub all: Summary,
+    /// The answers that were as expected only (e.g. without fast refusals).
+    pub all_ok: Summary,
     pub benign: Summary,
     pub hostile: Option<Summary>,
     pub templates: Vec<TemplateReport>,
@@ -173,6 +175,8 @@ pub struct Report {
 
 struct Stats {
     hist: Histogram<u64>,
+    /// Latencies of the answers that were as expected.
+    hist_ok: Histogram<u64>,
     ok: u64,
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<&'static str, u64>,
@@ -183,6 +187,7 @@ impl Stats {
     fn new() -> Stats {
         Stats {
             hist: new_hist(),
+            hist_ok: new_hist(),
             ok: 0,
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -192,6 +197,7 @@ impl Stats {
 
     fn merge(&mut self, o: &Stats) {
         let _ = self.hist.add(&o.hist);
+        let _ = self.hist_ok.add(&o.hist_ok);
         self.ok += o.ok;
         for (k, v) in &o.statuses {
             *self.statuses.entry(*k).or_default() += v;
@@ -376,7 +382,10 @@ async fn connection(
                     if t.expect_status.is_none_or(|e| e == status) {
                         match &t.expect_contains {
                             Some(needle) if !contains(&body, needle) => st.unexpected_body += 1,
-                            _ => st.ok += 1,
+                            _ => {
+                                st.ok += 1;
+                                let _ = st.hist_ok.record(micros(done - start));
+                            }
                         }
                     }
                 }
@@ -506,6 +515,7 @@ pub async fn run_async(cfg: Config) -> Report {
         threads: cfg.threads,
         measured_s: window.as_secs_f64(),
         all: summarize(&all.hist, all.ok, window),
+        all_ok: summarize(&all.hist_ok, all.ok, window),
         benign: summarize(&benign.hist, benign.ok, window),
         hostile: cfg
             .templates

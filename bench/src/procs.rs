@@ -179,6 +179,23 @@ pub fn children(pid: u32) -> Vec<u32> {
     out
 }
 
+/// Busy CPU time of the whole machine (all CPUs: user, nice, system, irq,
+/// softirq, steal), in seconds, from `/proc/stat`.
+pub fn machine_busy_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = s.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    busy as f64 / clock_ticks()
+}
+
 /// CPU time of this process (all threads), in seconds.
 pub fn self_cpu_seconds() -> f64 {
     stat_fields(std::process::id())

@@ -169,6 +169,7 @@ impl Run {
         let load_before = omni_bench::load_average();
         let cpu0 = server.cpu_seconds();
         let me0 = procs::self_cpu_seconds();
+        let busy0 = procs::machine_busy_seconds();
         let started = Instant::now();
         let report = loadgen::run(Config {
             addr: server.addr,
@@ -184,6 +185,11 @@ impl Run {
         let wall = started.elapsed().as_secs_f64();
         let server_cpu = server.cpu_seconds() - cpu0;
         let client_cpu = procs::self_cpu_seconds() - me0;
+        // What the rest of the machine used meanwhile (other engineers'
+        // builds on a shared machine), as a share of all CPUs.
+        let busy = procs::machine_busy_seconds() - busy0;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let other_share = ((busy - server_cpu - client_cpu) / (wall * cpus)).clamp(0.0, 1.0);
         let load_after = omni_bench::load_average();
         let after = procs::metrics(server.addr);
         // All requests sent (warm-up included) share the CPU time.
@@ -201,6 +207,7 @@ impl Run {
             "wall_s": wall,
             "server_cpu_s": server_cpu,
             "client_cpu_s": client_cpu,
+            "other_cpu_share": other_share,
             "server_cpu_us_per_request": if sent > 0.0 { server_cpu * 1e6 / sent } else { 0.0 },
             "client_cpu_us_per_request": if sent > 0.0 { client_cpu * 1e6 / sent } else { 0.0 },
             "metrics_delta": metrics_delta,
@@ -208,7 +215,7 @@ impl Run {
             "report": report,
         });
         println!(
-            "{group:>9} {name:<28} {:>9.0} req/s  p50 {:>6} µs  p99 {:>7} µs  p99.9 {:>7} µs  ok {}/{}  server CPU {:>5.1} µs/req  load {:.2}",
+            "{group:>9} {name:<28} {:>9.0} req/s  p50 {:>6} µs  p99 {:>7} µs  p99.9 {:>7} µs  ok {}/{}  server CPU {:>5.1} µs/req  load {:.2}  others {:.0} %",
             report.all.rps,
             report.all.p50_us,
             report.all.p99_us,
@@ -217,6 +224,7 @@ impl Run {
             report.all.count,
             entry["server_cpu_us_per_request"].as_f64().unwrap_or(0.0),
             load_before[0],
+            other_share * 100.0,
         );
         self.results.push(entry);
         report
@@ -664,7 +672,7 @@ fn ms(us: &Value) -> String {
 fn table_row(s: &Value, label: &str) -> String {
     let r = &s["report"]["all"];
     format!(
-        "| {label} | {:.0} | {} | {} | {} | {} | {}/{} | {:.1} | {:.2} |\n",
+        "| {label} | {:.0} | {} | {} | {} | {} | {}/{} | {:.1} | {:.2} | {:.0} % |\n",
         f(&r["rps"]),
         ms(&r["p50_us"]),
         ms(&r["p99_us"]),
@@ -674,10 +682,11 @@ fn table_row(s: &Value, label: &str) -> String {
         r["count"],
         f(&s["server_cpu_us_per_request"]),
         f(&s["loadavg_before"][0]),
+        f(&s["other_cpu_share"]) * 100.0,
     )
 }
 
-const HEAD: &str = "| scenario | req/s | p50 ms | p99 ms | p99.9 ms | max ms | ok/sent | server CPU µs/req | load avg (1 min) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+const HEAD: &str = "| scenario | req/s | p50 ms | p99 ms | p99.9 ms | max ms | ok/sent | server CPU µs/req | load avg (1 min) | other processes' CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
 
 fn report(raw: &Value) -> String {
     let mut md = String::new();
@@ -709,7 +718,7 @@ fn report(raw: &Value) -> String {
     );
     let _ = writeln!(
         md,
-        "- Client: `loadgen` (hyper 1.x, {} runtime thread(s)) on the same machine, HTTP/1.1 keep-alive, 127.0.0.1. Latency is from the request's start (open loop: its due time) to the last byte of the answer. Server CPU per request is the CPU time of the server's whole process tree (supervisor and workers) divided by the requests sent.",
+        "- Client: `loadgen` (hyper 1.x, {} runtime thread(s)) on the same machine, HTTP/1.1 keep-alive, 127.0.0.1. Latency is from the request's start (open loop: its due time) to the last byte of the answer. Server CPU per request is the CPU time of the server's whole process tree (supervisor and workers) divided by the requests sent. \"Other processes' CPU\" is what the rest of the machine used during the scenario, as a share of both CPUs (from `/proc/stat`): when it is not near 0 %, other work competed with the test.",
         raw["client_threads"]
     );
     if raw["quick"].as_bool() == Some(true) {
@@ -918,19 +927,20 @@ fn report(raw: &Value) -> String {
                 f(&h["report"]["target_rps"])
             );
         }
-        let _ = writeln!(md, "| run | benign req/s | benign ok/sent | benign p50 ms | benign p99 ms | benign p99.9 ms | load avg |\n|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "| run | benign req/s | benign ok/sent | benign p50 ms | benign p99 ms | benign p99.9 ms | load avg | other processes' CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|");
         for (label, s) in [("benign only", b), ("with 10 % hostile", h)] {
             let r = &s["report"]["benign"];
             let _ = writeln!(
                 md,
-                "| {label} | {:.0} | {}/{} | {} | {} | {} | {:.2} |",
+                "| {label} | {:.0} | {}/{} | {} | {} | {} | {:.2} | {:.0} % |",
                 f(&r["rps"]),
                 r["ok"],
                 r["count"],
                 ms(&r["p50_us"]),
                 ms(&r["p99_us"]),
                 ms(&r["p999_us"]),
-                f(&s["loadavg_before"][0])
+                f(&s["loadavg_before"][0]),
+                f(&s["other_cpu_share"]) * 100.0
             );
         }
         let base = f(&b["report"]["benign"]["p99_us"]);
@@ -999,7 +1009,13 @@ fn report(raw: &Value) -> String {
             let mut label = s["name"].as_str().unwrap_or("").to_string();
             let rej = &s["metrics_delta"]["rejected"];
             if rej.as_object().is_some_and(|m| !m.is_empty()) {
-                let _ = write!(label, " (rejected: {rej})");
+                let ok = &s["report"]["all_ok"];
+                let _ = write!(
+                    label,
+                    " (rejected: {rej}; the accepted ones: p50 {} ms, p99 {} ms)",
+                    ms(&ok["p50_us"]),
+                    ms(&ok["p99_us"])
+                );
             }
             let rs = &s["metrics_delta"]["workerRestarts"];
             let kills: i64 = rs
