@@ -59,6 +59,8 @@ pub fn spawn_worker(
     let child_fd: OwnedFd = child_end.into();
     let raw = child_fd.as_raw_fd();
     let mut cmd = Command::new(exe);
+    // What `ps` shows: the binary may be started as /proc/self/exe.
+    cmd.arg0("omnid-worker");
     cmd.args(args)
         .arg(CONFIG_ARG)
         .arg(json)
