@@ -47,7 +47,7 @@ impl SectionKind {
     pub fn name(self) -> &'static str {
         SECTIONS[self.order()].1
     }
-    fn from_name(s: &str) -> Option<SectionKind> {
+    pub(crate) fn from_name(s: &str) -> Option<SectionKind> {
         SECTIONS
             .iter()
             .find(|(_, n, _)| n.eq_ignore_ascii_case(s))
@@ -95,11 +95,20 @@ fn column_of(text: &str, byte: usize) -> u32 {
 }
 
 /// `NAME:` at the start of a line (leading blanks allowed).
-fn header_of(line: &Line) -> Option<Header> {
-    let indent = line.text.len() - line.text.trim_start().len();
-    let rest = &line.text[indent..];
-    let first = rest.chars().next()?;
-    if !first.is_ascii_alphabetic() {
+/// Where a header line's parts are: byte offsets in the line of the name's
+/// start and end and of the text after the colon. The one definition of a
+/// header, shared by the reader and the formatter.
+pub(crate) struct HeaderLine {
+    pub indent: usize,
+    pub name_len: usize,
+    pub after_colon: usize,
+}
+
+/// `NAME:` at the start of a line (leading blanks allowed; not `NAME::`).
+pub(crate) fn header_line(text: &str) -> Option<HeaderLine> {
+    let indent = text.len() - text.trim_start().len();
+    let rest = &text[indent..];
+    if !rest.chars().next()?.is_ascii_alphabetic() {
         return None;
     }
     let name_len = rest
@@ -111,16 +120,30 @@ fn header_of(line: &Line) -> Option<Header> {
     if !colon_part.starts_with(':') || colon_part.starts_with("::") {
         return None;
     }
+    Some(HeaderLine {
+        indent,
+        name_len,
+        after_colon: indent + name_len + ws + 1,
+    })
+}
+
+fn header_of(line: &Line) -> Option<Header> {
+    let HeaderLine {
+        indent,
+        name_len,
+        after_colon: colon_end,
+    } = header_line(line.text)?;
+    let rest = &line.text[indent..];
     let name = rest[..name_len].to_string();
     let name_start = line.start + indent;
-    let after_colon = name_start + name_len + ws + 1;
-    let inline_raw = &line.text[indent + name_len + ws + 1..];
+    let after_colon = line.start + colon_end;
+    let inline_raw = &line.text[colon_end..];
     let inline_trim = inline_raw.trim();
     let inline = if inline_trim.is_empty() {
         None
     } else {
         let lead = inline_raw.len() - inline_raw.trim_start().len();
-        let off = indent + name_len + ws + 1 + lead;
+        let off = colon_end + lead;
         Some((
             inline_trim.to_string(),
             Span::new(
@@ -141,7 +164,7 @@ fn header_of(line: &Line) -> Option<Header> {
         ),
         name,
         after_colon,
-        after_colon_col: column_of(line.text, indent + name_len + ws + 1),
+        after_colon_col: column_of(line.text, colon_end),
         inline,
     })
 }

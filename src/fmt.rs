@@ -25,7 +25,7 @@
 
 use crate::ast::{Action, BinOp, Expr, ExprKind, Literal, MatchArm, Rule, RuleKind};
 use crate::checker::{compile, Compiled};
-use crate::document::{context_value, SectionKind, SECTIONS};
+use crate::document::{context_value, SectionKind};
 use crate::lexer::{lex, Tok};
 use crate::options::{CheckOptions, Profile};
 use crate::parser::{NestingLimits, Parser};
@@ -142,26 +142,9 @@ fn split_lines(src: &str) -> Vec<SrcLine<'_>> {
 /// A header line (as `document::header_of` reads it): the section, the byte
 /// offset (in the line) just after the colon, and the inline content.
 fn header_of(text: &str) -> Option<(Option<SectionKind>, usize, Option<String>)> {
-    let indent = text.len() - text.trim_start().len();
-    let rest = &text[indent..];
-    if !rest.chars().next()?.is_ascii_alphabetic() {
-        return None;
-    }
-    let name_len = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(rest.len());
-    let after_name = &rest[name_len..];
-    let ws = after_name.len() - after_name.trim_start_matches([' ', '\t']).len();
-    let colon_part = &after_name[ws..];
-    if !colon_part.starts_with(':') || colon_part.starts_with("::") {
-        return None;
-    }
-    let name = &rest[..name_len];
-    let kind = SECTIONS
-        .iter()
-        .find(|(_, n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(k, _, _)| *k);
-    let after_colon = indent + name_len + ws + 1;
+    let h = crate::document::header_line(text)?;
+    let kind = SectionKind::from_name(&text[h.indent..h.indent + h.name_len]);
+    let after_colon = h.after_colon;
     let inline = text[after_colon..].trim();
     Some((
         kind,

@@ -397,8 +397,10 @@ const WS: [bool; 33] = {
 /// The first index from `i` on of a `"`, `\\` or control character (or
 /// the end): eight bytes at a time. The lowest flagged byte of a word is
 /// always a real match (borrows only run towards higher bytes).
+/// From `i`, the index of the first `"`, `\\` or control byte of a JSON
+/// string body (or the end), eight bytes at a time.
 #[inline]
-fn scan_plain(b: &[u8], mut i: usize) -> usize {
+pub fn scan_plain(b: &[u8], mut i: usize) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     while i + 8 <= b.len() {

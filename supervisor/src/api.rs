@@ -282,25 +282,8 @@ pub mod json_check {
     fn string(b: &[u8], i: &mut usize) -> bool {
         let mut j = *i + 1;
         loop {
-            // Plain bytes, eight at a time: stop at `"`, `\\` or a control character.
-            while j + 8 <= b.len() {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(&b[j..j + 8]);
-                let v = u64::from_le_bytes(w);
-                const LO: u64 = 0x0101_0101_0101_0101;
-                const HI: u64 = 0x8080_8080_8080_8080;
-                let q = v ^ (LO * b'"' as u64);
-                let e = v ^ (LO * b'\\' as u64);
-                let m = ((q.wrapping_sub(LO) & !q)
-                    | (e.wrapping_sub(LO) & !e)
-                    | (v.wrapping_sub(LO * 0x20) & !v))
-                    & HI;
-                if m != 0 {
-                    j += (m.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                j += 8;
-            }
+            // Plain bytes: the library's scan stops at `"`, `\\` or a control byte.
+            j = omni::value::scan_plain(b, j);
             match b.get(j) {
                 None => return false,
                 Some(b'"') => {
