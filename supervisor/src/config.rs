@@ -102,6 +102,9 @@ pub struct WorkerSection {
     pub namespaces: bool,
     /// How long a starting worker may take to report ready.
     pub start_timeout_ms: u64,
+    /// After a reply, a busy worker polls up to this long for the next
+    /// request before it sleeps (0: never polls).
+    pub poll_before_block_us: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +132,10 @@ pub struct PoolSection {
     pub quarantine_cooldown_s: u64,
     /// Recycling happens after `max_requests` minus up to this percentage.
     pub recycle_jitter_percent: u64,
+    /// Requests in flight on one worker when no worker is idle: the next
+    /// one waits in the worker's socket, so a loaded worker does not sleep
+    /// between requests. 1 turns this off.
+    pub pipeline_depth: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,6 +267,7 @@ impl Default for WorkerSection {
             max_open_files: sb.max_open_files,
             namespaces: sb.namespaces,
             start_timeout_ms: 5_000,
+            poll_before_block_us: omni_worker::WorkerConfig::default().poll_before_block_us,
         }
     }
 }
@@ -279,6 +287,7 @@ impl Default for PoolSection {
             quarantine_window_s: 60,
             quarantine_cooldown_s: 300,
             recycle_jitter_percent: 10,
+            pipeline_depth: 2,
         }
     }
 }
@@ -549,6 +558,12 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     positive("worker.cache_entries", c.worker.cache_entries as u64)?;
     positive("worker.max_open_files", c.worker.max_open_files)?;
     positive("worker.start_timeout_ms", c.worker.start_timeout_ms)?;
+    if c.worker.poll_before_block_us > 1000 {
+        return Err(invalid(
+            "worker.poll_before_block_us",
+            "must be at most 1000",
+        ));
+    }
     if c.worker.user.is_empty() {
         return Err(invalid("worker.user", "must not be empty"));
     }
@@ -570,6 +585,9 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     positive("pool.quarantine_window_s", c.pool.quarantine_window_s)?;
     if c.pool.recycle_jitter_percent > 50 {
         return Err(invalid("pool.recycle_jitter_percent", "must be at most 50"));
+    }
+    if !(1..=8).contains(&c.pool.pipeline_depth) {
+        return Err(invalid("pool.pipeline_depth", "must be between 1 and 8"));
     }
     let l = &c.limits;
     positive("limits.max_body_bytes", l.max_body_bytes as u64)?;
@@ -702,7 +720,7 @@ impl Config {
             },
             cache_entries: self.worker.cache_entries,
             cache_bytes: self.worker.cache_mib.saturating_mul(1 << 20),
-            ..omni_worker::WorkerConfig::default()
+            poll_before_block_us: self.worker.poll_before_block_us,
         }
     }
 

@@ -161,7 +161,19 @@ fn run(cli: Cli) -> i32 {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let started = Instant::now();
-    let pool = match WorkerPool::start(config.clone(), metrics.clone()) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("omnid-http")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("omnid: cannot start the runtime: {}", e.kind());
+            return 1;
+        }
+    };
+    let pool = match WorkerPool::start(config.clone(), metrics.clone(), runtime.handle()) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "start-up failed");
@@ -175,19 +187,6 @@ fn run(cli: Cli) -> i32 {
         started.elapsed().as_millis(),
         n = pool.size()
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("omnid-http")
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("omnid: cannot start the runtime: {}", e.kind());
-            pool.shutdown(Duration::from_secs(2));
-            return 1;
-        }
-    };
     let app = Arc::new(App::new(
         Settings::new(config.clone(), tokens),
         pool,

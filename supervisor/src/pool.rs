@@ -1,7 +1,10 @@
-//! The worker pool: N worker processes, each driven by its own dispatcher
-//! thread that takes jobs from one bounded crossbeam queue. A dispatcher
-//! owns its worker outright: it sends a request, waits for the reply up to
-//! the request's deadline, and past it kills (SIGKILL), reaps and respawns.
+//! The worker pool: N worker processes, each owned by a driver task on the
+//! HTTP runtime that takes jobs from one bounded crossbeam queue. A driver
+//! sends a request, waits for the reply up to the request's deadline, and
+//! past it kills (SIGKILL), reaps and respawns. Under load it keeps the
+//! next job waiting in the worker's socket (`pool.pipeline_depth`), so the
+//! worker never sleeps between requests; a job that waited behind one that
+//! killed the worker never started, and goes to the replacement.
 //!
 //! A request whose evaluation killed its worker is answered with the reason
 //! and never retried on another worker: a poison request must not take the
@@ -13,7 +16,7 @@
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::restart::{classify, Ended, Intensity, Quarantine, RestartReason, Window};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use omni_worker::protocol::{
     encode_frame, ErrorCode, Failure, FrameError, FrameReader, Outcome, PolicySource, Reply,
     Request, RequestOptions, SandboxReport, EXIT_SANDBOX_FAILED, MAX_REPLY_FRAME,
@@ -21,14 +24,14 @@ use omni_worker::protocol::{
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use tokio::io::Interest;
 
-/// What an evaluation needs; built by the HTTP side, consumed by a dispatcher.
+/// What an evaluation needs; built by the HTTP side, consumed by a driver.
 #[derive(Debug)]
 pub struct Work {
     pub request_id: String,
@@ -105,7 +108,7 @@ pub enum PoolError {
     StartFailed(String),
 }
 
-/// State shared between the HTTP side and the dispatcher threads.
+/// State shared between the HTTP side and the drivers.
 pub struct PoolShared {
     exe: PathBuf,
     config: RwLock<Arc<Config>>,
@@ -115,7 +118,10 @@ pub struct PoolShared {
     /// kill when a shutdown times out.
     pids: Vec<AtomicU32>,
     stopping: AtomicBool,
-    roll_lock: Mutex<()>,
+    /// Set while one slot rolls its worker after a reload.
+    rolling: AtomicBool,
+    /// Wakes an idle driver when a job is queued.
+    job_ready: tokio::sync::Notify,
     intensity: Mutex<Intensity>,
     failed_starts: Mutex<Window>,
     quarantine: Mutex<Quarantine>,
@@ -132,16 +138,18 @@ pub struct WorkerPool {
     shared: Arc<PoolShared>,
     tx: Mutex<Option<Sender<Job>>>,
     rx: Receiver<Job>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    drivers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     reaper: Mutex<Option<Sender<Retired>>>,
     reaper_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub sandbox: SandboxReport,
 }
 
-/// A live worker owned by one dispatcher.
+/// A live worker owned by one driver.
 struct Live {
     child: Child,
-    stream: UnixStream,
+    stream: WorkerSocket,
+    /// A send failed: the next read decides how the worker ended.
+    broken: bool,
     pid: u32,
     generation: u64,
     served: u64,
@@ -189,6 +197,14 @@ impl PoolShared {
         if let Some(a) = self.pids.get(slot) {
             a.store(pid, Ordering::Release);
         }
+    }
+
+    /// Whether some worker is waiting for work (then a job should go to it,
+    /// not wait behind another).
+    fn any_idle(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.load(Ordering::Relaxed) == SlotState::Idle as u8)
     }
 
     fn stopping(&self) -> bool {
@@ -263,9 +279,25 @@ impl PoolShared {
             }
         };
         let _ = wp.stream.set_read_timeout(None);
+        // From here on the runtime's reactor waits on the socket.
+        let stream = match wp
+            .stream
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixStream::from_std(wp.stream))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reap(&mut wp.child, true);
+                return Err(PoolError::StartFailed(format!(
+                    "cannot watch the worker socket: {}",
+                    e.kind()
+                )));
+            }
+        };
         let live = Live {
             child: wp.child,
-            stream: wp.stream,
+            stream,
+            broken: false,
             pid,
             generation: self.generation.load(Ordering::Acquire),
             served: 0,
@@ -356,9 +388,16 @@ impl PoolShared {
 }
 
 impl WorkerPool {
-    /// Starts `config.workers` workers and their dispatchers. Fails when any
-    /// worker cannot start (a sandbox that cannot be applied is a start-up error).
-    pub fn start(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<WorkerPool, PoolError> {
+    /// Starts `config.workers` workers and their drivers on `runtime`.
+    /// Fails when any worker cannot start (a sandbox that cannot be applied
+    /// is a start-up error).
+    pub fn start(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<WorkerPool, PoolError> {
+        // Worker sockets register with this runtime's reactor.
+        let _entered = runtime.enter();
         // Workers re-execute the image this supervisor is running, not the
         // file at its path: a package upgrade that replaces the file must not
         // give an old supervisor new workers (the protocol is not versioned).
@@ -380,7 +419,8 @@ impl WorkerPool {
                 .map(|_| AtomicU8::new(SlotState::Starting as u8))
                 .collect(),
             stopping: AtomicBool::new(false),
-            roll_lock: Mutex::new(()),
+            rolling: AtomicBool::new(false),
+            job_ready: tokio::sync::Notify::new(),
             intensity: Mutex::new(Intensity::default()),
             failed_starts: Mutex::new(Window::default()),
             quarantine: Mutex::new(Quarantine::default()),
@@ -418,31 +458,20 @@ impl WorkerPool {
             })
             .map_err(|e| PoolError::StartFailed(format!("cannot start a thread: {}", e.kind())))?;
         let (tx, rx) = crossbeam_channel::bounded::<Job>(config.pool.queue);
-        let mut threads = Vec::with_capacity(n);
+        let mut drivers = Vec::with_capacity(n);
         for (i, live) in lives.into_iter().enumerate() {
-            let sh = shared.clone();
-            let rx = rx.clone();
-            let rtx = rtx.clone();
-            let t = std::thread::Builder::new()
-                .name(format!("omnid-dispatch-{i}"))
-                .spawn(move || {
-                    Dispatcher {
-                        slot: i,
-                        shared: sh,
-                        reaper: rtx,
-                    }
-                    .run(live, rx)
-                })
-                .map_err(|e| {
-                    PoolError::StartFailed(format!("cannot start a thread: {}", e.kind()))
-                })?;
-            threads.push(t);
+            let driver = Driver {
+                slot: i,
+                shared: shared.clone(),
+                reaper: rtx.clone(),
+            };
+            drivers.push(runtime.spawn(driver.run(live, rx.clone())));
         }
         Ok(WorkerPool {
             shared,
             tx: Mutex::new(Some(tx)),
             rx,
-            threads: Mutex::new(threads),
+            drivers: Mutex::new(drivers),
             reaper: Mutex::new(Some(rtx)),
             reaper_thread: Mutex::new(Some(reaper_thread)),
             sandbox: report,
@@ -468,7 +497,10 @@ impl WorkerPool {
             return Err(SubmitError::Stopped);
         };
         match tx.try_send(job) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.shared.job_ready.notify_one();
+                Ok(())
+            }
             Err(TrySendError::Full(_)) => Err(SubmitError::Full),
             Err(TrySendError::Disconnected(_)) => Err(SubmitError::Stopped),
         }
@@ -492,7 +524,15 @@ impl WorkerPool {
             child, stream, pid, ..
         } = probe;
         drop(stream);
-        retire(Retired { child, pid });
+        let r = Retired { child, pid };
+        match lock(&self.reaper).as_ref() {
+            Some(reaper) => {
+                if let Err(e) = reaper.send(r) {
+                    retire(e.into_inner());
+                }
+            }
+            None => retire(r),
+        }
         match self.shared.config.write() {
             Ok(mut c) => *c = config,
             Err(p) => *p.into_inner() = config,
@@ -511,23 +551,26 @@ impl WorkerPool {
         }
     }
 
-    /// Stops taking jobs, lets the dispatchers finish the queued ones, then
-    /// retires every worker and waits for them.
+    /// Stops taking jobs, lets the drivers finish the queued ones, then
+    /// retires every worker and waits for them. Called outside the runtime
+    /// (it blocks), while the runtime still runs the drivers.
     pub fn shutdown(&self, timeout: Duration) {
         lock(&self.tx).take();
         self.shared.stopping.store(true, Ordering::Release);
+        self.shared.job_ready.notify_waiters();
         let deadline = Instant::now() + timeout;
-        let threads = std::mem::take(&mut *lock(&self.threads));
-        for t in threads {
-            // Dispatchers exit once the queue is drained and closed.
-            while !t.is_finished() && Instant::now() < deadline {
+        let drivers = std::mem::take(&mut *lock(&self.drivers));
+        for d in &drivers {
+            // Drivers end once the queue is drained and closed.
+            while !d.is_finished() && Instant::now() < deadline {
+                self.shared.job_ready.notify_waiters();
                 std::thread::sleep(Duration::from_millis(5));
             }
-            if t.is_finished() {
-                let _ = t.join();
-            }
         }
-        // Dispatchers still busy past the timeout: their workers go now.
+        for d in &drivers {
+            d.abort();
+        }
+        // Drivers still busy past the timeout: their workers go now.
         for p in &self.shared.pids {
             let pid = p.swap(0, Ordering::AcqRel);
             if pid != 0 {
@@ -549,80 +592,73 @@ impl WorkerPool {
     }
 }
 
-/// Reads through a deadline: each read waits (in `ppoll`) at most until `until`.
-struct DeadlineReader<'a> {
-    stream: &'a UnixStream,
-    until: Instant,
-}
+/// The supervisor's end of a worker's socket pair, registered with the
+/// runtime's reactor.
+type WorkerSocket = tokio::net::UnixStream;
 
-impl Read for DeadlineReader<'_> {
+/// Reads what the socket has without blocking: `WouldBlock` when it is
+/// empty (which also tells the reactor to wait for the next edge).
+struct NonBlocking<'a>(&'a WorkerSocket);
+
+impl Read for NonBlocking<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        wait_for(self.stream, libc::POLLIN, self.until)?;
-        let mut s = self.stream;
-        s.read(buf)
+        self.0.try_read(buf)
     }
 }
 
-/// Waits until the socket is ready for `events` or `until` passes (`TimedOut`).
-fn wait_for(stream: &UnixStream, events: libc::c_short, until: Instant) -> io::Result<()> {
+/// Reads the next reply, waiting at most until `until`. A reply already in
+/// the reader's buffer (one `recv` can bring several) is decoded without a
+/// system call.
+async fn read_reply(w: &mut Live, until: Instant) -> Exchange {
     loop {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
+        match w.reader.read::<Reply, _>(&mut NonBlocking(&w.stream)) {
+            Ok(reply) => return Exchange::Reply(reply),
+            Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Exchange::Broken,
         }
-        let mut pfd = libc::pollfd {
-            fd: stream.as_raw_fd(),
-            events,
-            revents: 0,
-        };
-        let ts = libc::timespec {
-            tv_sec: left.as_secs().min(i32::MAX as u64) as libc::time_t,
-            tv_nsec: left.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: one valid pollfd for a socket we own; a valid timespec;
-        // no signal mask.
-        let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
-        if n > 0 {
-            // Readable, writable, or hung up/errored: the next call says which.
-            return Ok(());
-        }
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
+        match tokio::time::timeout_at(until.into(), w.stream.readable()).await {
+            Err(_) => return Exchange::Deadline,
+            Ok(Err(_)) => return Exchange::Broken,
+            Ok(Ok(())) => {}
         }
     }
 }
 
 /// Writes all of `data` without blocking past `until`.
-fn send_all(stream: &UnixStream, mut data: &[u8], until: Instant) -> io::Result<()> {
+async fn send_all(stream: &WorkerSocket, mut data: &[u8], until: Instant) -> io::Result<()> {
     while !data.is_empty() {
-        // SAFETY: a valid buffer of `data.len()` bytes on a socket we own.
-        let n = unsafe {
-            libc::send(
-                stream.as_raw_fd(),
-                data.as_ptr().cast(),
-                data.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n > 0 {
-            data = &data[n as usize..];
-            continue;
-        }
-        let e = if n == 0 {
-            io::Error::from(io::ErrorKind::WriteZero)
-        } else {
-            io::Error::last_os_error()
-        };
-        match e.kind() {
-            io::ErrorKind::Interrupted => {}
-            io::ErrorKind::WouldBlock => wait_for(stream, libc::POLLOUT, until)?,
-            _ => return Err(e),
+        match stream.try_io(Interest::WRITABLE, || send_now(stream, data)) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout_at(until.into(), stream.writable()).await {
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                    Ok(Err(e)) => return Err(e),
+                    Ok(Ok(())) => {}
+                }
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// One non-blocking `send` (no SIGPIPE when the worker is gone).
+fn send_now(stream: &WorkerSocket, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: a valid buffer of `data.len()` bytes on a socket we own.
+    let n = unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    match n {
+        n if n > 0 => Ok(n as usize),
+        0 => Err(io::ErrorKind::WriteZero.into()),
+        _ => Err(io::Error::last_os_error()),
+    }
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -658,7 +694,7 @@ fn idle_ended(w: &Live) -> bool {
 
 /// Whether an idle worker's socket shows its end: hang-up, error, or data
 /// nobody asked for (which is a protocol error, so the worker goes too).
-fn peer_gone(stream: &UnixStream) -> bool {
+fn peer_gone(stream: &WorkerSocket) -> bool {
     use std::os::fd::AsRawFd;
     let mut pfd = libc::pollfd {
         fd: stream.as_raw_fd(),
@@ -759,47 +795,87 @@ fn cpu_time(pid: u32, clk_tck: u64) -> Option<Duration> {
     ))
 }
 
-struct Dispatcher {
+/// Kills (when `kill`) and reaps a worker off the runtime's threads: a
+/// worker that held a lot of memory can take a while to go.
+async fn reap_off_runtime(w: Live, kill: bool) -> (Ended, Duration) {
+    let Live { mut child, .. } = w;
+    match tokio::task::spawn_blocking(move || reap(&mut child, kill)).await {
+        Ok(r) => r,
+        Err(_) => (Ended::Exited(-1), Duration::ZERO),
+    }
+}
+
+/// A job sent to the worker and not yet answered. The policy text and the
+/// context stay here (moved back out of the encoded request), so a job the
+/// worker never started can be sent again: to a replacement worker, or
+/// with its text when the worker had evicted the policy.
+struct InFlight {
+    job: Job,
+    /// The request id on the wire.
+    id: u64,
+    /// Sent as `PolicySource::Cached`.
+    sent_cached: bool,
+    /// When the worker started on it: when it was sent to an idle worker,
+    /// or when the reply before it arrived. Its deadline runs from here.
+    started: Option<Instant>,
+}
+
+/// What an idle driver got while waiting for work.
+enum NextJob {
+    Job(Box<Job>),
+    /// Nothing came within the wait; time for the idle checks.
+    Timeout,
+    /// The queue is closed and empty: the pool is stopping.
+    Closed,
+    /// The idle worker hung up or sent something nobody asked for.
+    WorkerEnded,
+}
+
+/// Largest frame sent behind another one: the worker only reads it when it
+/// has finished the one before, so the frame must fit the socket buffer
+/// without waiting (a larger job waits until the worker is idle).
+const MAX_PIPELINED_FRAME: usize = 32 * 1024;
+
+/// The task that owns one slot: its worker, the requests in flight on it,
+/// and its replacement when it dies. Runs on the HTTP runtime, so a reply
+/// goes to its request's task without a hop through another thread.
+struct Driver {
     slot: usize,
     shared: Arc<PoolShared>,
     reaper: Sender<Retired>,
 }
 
-impl Dispatcher {
-    fn run(self, first: Live, rx: Receiver<Job>) {
+impl Driver {
+    async fn run(self, first: Live, rx: Receiver<Job>) {
         let mut live = Some(first);
         let mut respawn_at = Instant::now();
-        // A job taken from the queue just as its worker turned out dead; it
-        // never ran, so it goes to the replacement.
-        let mut pending: Option<Job> = None;
+        // Jobs taken from the queue that never ran (their worker died before
+        // starting them); they go first to the replacement.
+        let mut pending: VecDeque<Job> = VecDeque::new();
         loop {
             if live.is_none() {
-                if self.shared.stopping() && rx.is_empty() && pending.is_none() {
+                if self.shared.stopping() && rx.is_empty() && pending.is_empty() {
                     break;
                 }
                 self.shared.set_state(self.slot, SlotState::Down);
                 let now = Instant::now();
                 if now < respawn_at {
                     // Backing off: do not hold a client while waiting.
-                    if let Some(job) = pending.take() {
-                        unavailable(job);
-                    }
-                    std::thread::sleep((respawn_at - now).min(Duration::from_millis(50)));
+                    pending.drain(..).for_each(unavailable);
+                    tokio::time::sleep((respawn_at - now).min(Duration::from_millis(50))).await;
                     continue;
                 }
                 self.shared.set_state(self.slot, SlotState::Starting);
                 let cfg = self.shared.config();
-                match self.shared.spawn(&cfg) {
-                    Ok((l, _)) => {
+                match self.spawn(cfg.clone()).await {
+                    Ok(l) => {
                         tracing::debug!(slot = self.slot, pid = l.pid, "worker started");
                         live = Some(l);
                     }
                     Err(e) => {
                         self.shared.failed_start(&cfg, &e);
                         self.shared.set_state(self.slot, SlotState::Down);
-                        if let Some(job) = pending.take() {
-                            unavailable(job);
-                        }
+                        pending.drain(..).for_each(unavailable);
                         respawn_at = Instant::now() + Duration::from_millis(200);
                         continue;
                     }
@@ -810,29 +886,38 @@ impl Dispatcher {
             // A reload bumped the generation: roll this worker, one slot at a time.
             let gen = self.shared.generation.load(Ordering::Acquire);
             let mut wait = Duration::from_millis(250);
-            if w.generation != gen && !self.shared.stopping() && pending.is_none() {
-                match self.shared.roll_lock.try_lock() {
-                    Ok(_guard) => {
-                        w = self.replace(w, "configuration reload");
-                        self.shared.set_pid(self.slot, w.pid);
-                    }
-                    Err(_) => wait = Duration::from_millis(20),
+            if w.generation != gen && !self.shared.stopping() && pending.is_empty() {
+                if self
+                    .shared
+                    .rolling
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    w = self.replace(w, "configuration reload").await;
+                    self.shared.rolling.store(false, Ordering::Release);
+                    self.shared.set_pid(self.slot, w.pid);
+                } else {
+                    wait = Duration::from_millis(20);
                 }
             }
             self.shared.set_state(self.slot, SlotState::Idle);
-            let job = match pending.take() {
+            let job = match pending.pop_front() {
                 Some(job) => job,
-                None => match rx.recv_timeout(wait) {
-                    Ok(job) => job,
-                    Err(RecvTimeoutError::Timeout) => {
+                None => match self.next_job(&rx, &w, wait).await {
+                    NextJob::Job(job) => *job,
+                    NextJob::Timeout => {
                         if idle_ended(&w) {
-                            respawn_at = Instant::now() + self.died_idle(w);
+                            respawn_at = Instant::now() + self.died_idle(w).await;
                         } else {
                             live = Some(w);
                         }
                         continue;
                     }
-                    Err(RecvTimeoutError::Disconnected) => {
+                    NextJob::WorkerEnded => {
+                        respawn_at = Instant::now() + self.died_idle(w).await;
+                        continue;
+                    }
+                    NextJob::Closed => {
                         live = Some(w);
                         break;
                     }
@@ -841,15 +926,13 @@ impl Dispatcher {
             // A worker that died while idle (the OOM killer, an operator's
             // kill) is replaced without charging its death to this job.
             if idle_ended(&w) {
-                respawn_at = Instant::now() + self.died_idle(w);
-                pending = Some(job);
+                respawn_at = Instant::now() + self.died_idle(w).await;
+                pending.push_front(job);
                 continue;
             }
             self.shared.set_state(self.slot, SlotState::Busy);
-            match self.serve(&mut w, job) {
-                Ok(()) => {
-                    live = Some(self.maybe_recycle(w));
-                }
+            match self.serve(w, job, &rx, &mut pending).await {
+                Ok(w) => live = Some(self.maybe_recycle(w).await),
                 Err(delay) => {
                     self.shared.set_pid(self.slot, 0);
                     respawn_at = Instant::now() + delay;
@@ -863,11 +946,54 @@ impl Dispatcher {
         self.shared.set_pid(self.slot, 0);
     }
 
+    /// Starts a worker off the runtime's threads (fork, exec and the wait
+    /// for its `Ready` frame block).
+    async fn spawn(&self, cfg: Arc<Config>) -> Result<Live, PoolError> {
+        let sh = self.shared.clone();
+        match tokio::task::spawn_blocking(move || sh.spawn(&cfg)).await {
+            Ok(r) => r.map(|(live, _)| live),
+            Err(_) => Err(PoolError::StartFailed("the start was interrupted".into())),
+        }
+    }
+
+    /// Waits for a job while the worker is idle, watching the worker too.
+    async fn next_job(&self, rx: &Receiver<Job>, w: &Live, wait: Duration) -> NextJob {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.shared.job_ready.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a job queued after the look
+            // wakes this driver.
+            notified.as_mut().enable();
+            match rx.try_recv() {
+                Ok(job) => return NextJob::Job(Box::new(job)),
+                Err(TryRecvError::Disconnected) => return NextJob::Closed,
+                Err(TryRecvError::Empty) => {}
+            }
+            if self.shared.stopping() {
+                // Drained: the queue is closed once the pool stops.
+                return NextJob::Closed;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(until) => return NextJob::Timeout,
+                ready = w.stream.readable() => {
+                    // Readiness may be left over from the last reply; a peek
+                    // tells (and clears it when the socket is really empty).
+                    if ready.is_err() || w.reader.buffered() > 0 || !idle_socket_empty(&w.stream) {
+                        return NextJob::WorkerEnded;
+                    }
+                }
+            }
+        }
+    }
+
     /// Reaps a worker found dead between requests; returns the back-off.
-    fn died_idle(&self, mut w: Live) -> Duration {
+    async fn died_idle(&self, w: Live) -> Duration {
         let cfg = self.shared.config();
         self.shared.set_state(self.slot, SlotState::Down);
-        let (ended, cpu) = reap(&mut w.child, true);
+        let served = w.served;
+        let (ended, cpu) = reap_off_runtime(w, true).await;
         self.shared.set_pid(self.slot, 0);
         let reason = classify(ended, cpu, Duration::from_secs(cfg.worker.cpu_seconds));
         self.shared.metrics.restart(reason);
@@ -875,7 +1001,7 @@ impl Dispatcher {
             slot = self.slot,
             reason = reason.as_str(),
             ended = %ended,
-            served = w.served,
+            served,
             "worker died between requests; restarting it"
         );
         self.shared.unplanned_restart(&cfg)
@@ -893,11 +1019,11 @@ impl Dispatcher {
     }
 
     /// Starts a replacement, then retires `old`. Keeps `old` if the start fails.
-    fn replace(&self, old: Live, why: &str) -> Live {
+    async fn replace(&self, old: Live, why: &str) -> Live {
         let cfg = self.shared.config();
         self.shared.set_state(self.slot, SlotState::Starting);
-        match self.shared.spawn(&cfg) {
-            Ok((new, _)) => {
+        match self.spawn(cfg.clone()).await {
+            Ok(new) => {
                 tracing::info!(
                     slot = self.slot,
                     reason = RestartReason::Recycled.as_str(),
@@ -915,10 +1041,10 @@ impl Dispatcher {
         }
     }
 
-    fn maybe_recycle(&self, w: Live) -> Live {
+    async fn maybe_recycle(&self, w: Live) -> Live {
         let cfg = self.shared.config();
         if w.served >= w.recycle_after {
-            return self.replace(w, "max_requests");
+            return self.replace(w, "max_requests").await;
         }
         // RLIMIT_CPU counts the worker's whole life: recycle well before it.
         let limit = Duration::from_secs(cfg.worker.cpu_seconds);
@@ -928,14 +1054,132 @@ impl Dispatcher {
         };
         if let Some(used) = used.or_else(|| cpu_time(w.pid, self.shared.clk_tck)) {
             if used * 5 >= limit * 4 {
-                return self.replace(w, "cpu time");
+                return self.replace(w, "cpu time").await;
             }
         }
         w
     }
 
-    /// Serves one job. `Err(delay)`: the worker is gone; respawn after `delay`.
-    fn serve(&self, w: &mut Live, job: Job) -> Result<(), Duration> {
+    /// Serves `first`, and while the worker is busy keeps the next queued
+    /// job waiting in its socket (up to `pool.pipeline_depth` in flight), so
+    /// a loaded worker goes from one request to the next without sleeping.
+    /// Jobs are only pipelined when no other worker is idle. Returns the
+    /// worker once nothing is in flight; `Err(delay)`: the worker is gone
+    /// (respawn after `delay`), and the jobs it never started are in
+    /// `pending`.
+    async fn serve(
+        &self,
+        mut w: Live,
+        first: Job,
+        rx: &Receiver<Job>,
+        pending: &mut VecDeque<Job>,
+    ) -> Result<Live, Duration> {
+        let cfg = self.shared.config();
+        let depth = cfg.pool.pipeline_depth.max(1);
+        let mut flight: VecDeque<InFlight> = VecDeque::with_capacity(depth);
+        self.start(&mut w, first, &mut flight, &cfg).await;
+        // Set when a queued job was too large to wait behind another.
+        let mut held: Option<Job> = None;
+        loop {
+            while held.is_none()
+                && flight.len() < depth
+                && !flight.is_empty()
+                && w.served + (flight.len() as u64) < w.recycle_after
+                && !self.shared.any_idle()
+            {
+                let Ok(job) = rx.try_recv() else { break };
+                if frame_estimate(&w, &job) > MAX_PIPELINED_FRAME {
+                    held = Some(job);
+                    break;
+                }
+                self.start(&mut w, job, &mut flight, &cfg).await;
+            }
+            let Some(front) = flight.front_mut() else {
+                if let Some(job) = held.take() {
+                    pending.push_front(job);
+                }
+                return Ok(w);
+            };
+            let started = *front.started.get_or_insert_with(Instant::now);
+            let until = started + front.job.work.deadline;
+            let id = front.id;
+            let exchange = read_reply(&mut w, until).await;
+            let reply = match exchange {
+                Exchange::Reply(Reply::Done(o)) if o.id == id => Ok(Ok(o)),
+                Exchange::Reply(Reply::Failed(f)) if f.id == id => Ok(Err(f)),
+                other => Err(other),
+            };
+            let Some(done) = flight.pop_front() else {
+                continue;
+            };
+            let queue_time = started.saturating_duration_since(done.job.enqueued);
+            match reply {
+                Ok(Ok(o)) => {
+                    w.served += 1;
+                    self.note_cache(&mut w, &done.job.work.cache_key, &o);
+                    self.shared.metrics.cache(o.cache_hit);
+                    answer(done.job, JobResult::Done(o), queue_time);
+                }
+                Ok(Err(f)) => {
+                    if f.code == ErrorCode::PolicyNotCached && done.sent_cached {
+                        // The worker evicted it: send the text, once.
+                        let key = done.job.work.cache_key.clone();
+                        w.cached.retain(|k| *k != key);
+                        self.start(&mut w, done.job, &mut flight, &cfg).await;
+                        continue;
+                    }
+                    w.served += 1;
+                    answer(done.job, JobResult::Failed(f), queue_time);
+                }
+                Err(failed) => {
+                    // The worker died on (or ran past the deadline of) the
+                    // job at the front; the ones behind it never started.
+                    let (reason, ended) = match failed {
+                        Exchange::Deadline => {
+                            let served = w.served;
+                            let (ended, _) = self.kill(w).await;
+                            // Whatever the wait status says, the deadline killed it.
+                            (RestartReason::Timeout, (ended, served))
+                        }
+                        _ => {
+                            let served = w.served;
+                            let (ended, cpu) = self.kill(w).await;
+                            let limit = Duration::from_secs(cfg.worker.cpu_seconds);
+                            (classify(ended, cpu, limit), (ended, served))
+                        }
+                    };
+                    self.killed(&done.job.work, reason, &cfg, ended.0, ended.1);
+                    answer(done.job, JobResult::Killed(reason), queue_time);
+                    if !flight.is_empty() {
+                        tracing::info!(
+                            slot = self.slot,
+                            moved = flight.len(),
+                            "requests queued behind it on the worker never started; they go to its replacement"
+                        );
+                    }
+                    for f in flight.into_iter().rev() {
+                        pending.push_front(f.job);
+                    }
+                    if let Some(job) = held {
+                        pending.push_back(job);
+                    }
+                    return Err(self.shared.unplanned_restart(&cfg));
+                }
+            }
+        }
+    }
+
+    /// Kills and reaps a worker that failed a request.
+    async fn kill(&self, w: Live) -> (Ended, Duration) {
+        let r = reap_off_runtime(w, true).await;
+        self.shared.set_state(self.slot, SlotState::Down);
+        self.shared.set_pid(self.slot, 0);
+        r
+    }
+
+    /// Admits a job and sends it to the worker, or answers it at once (it
+    /// waited too long, its client left, its policy is quarantined).
+    async fn start(&self, w: &mut Live, job: Job, flight: &mut VecDeque<InFlight>, cfg: &Config) {
         let Job {
             mut work,
             enqueued,
@@ -944,91 +1188,90 @@ impl Dispatcher {
         let queue_time = enqueued.elapsed();
         if reply.is_closed() {
             // The client has gone; do not spend a worker on it.
-            return Ok(());
+            return;
         }
-        let answer = move |result: JobResult| {
-            let _ = reply.send(JobReply { result, queue_time });
-        };
-        let cfg = self.shared.config();
         if queue_time > work.deadline + Duration::from_millis(cfg.worker.timeout_ms) * 8
             || self.shared.stopping() && queue_time > Duration::from_millis(cfg.drain_timeout_ms)
         {
-            answer(JobResult::Expired);
-            return Ok(());
+            let _ = reply.send(JobReply {
+                result: JobResult::Expired,
+                queue_time,
+            });
+            return;
         }
         if let Some(left) = self.shared.quarantined(&work.quarantine_key) {
-            answer(JobResult::Quarantined(left));
-            return Ok(());
+            let _ = reply.send(JobReply {
+                result: JobResult::Quarantined(left),
+                queue_time,
+            });
+            return;
         }
-        let until = Instant::now() + work.deadline;
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let cached = w.cached.iter().any(|k| *k == work.cache_key);
-        let mut text = Some(std::mem::take(&mut work.text));
         let mut req = Request {
             id,
             policy: if cached {
                 PolicySource::Cached {
-                    policy_id: work.cache_key.clone(),
+                    policy_id: std::mem::take(&mut work.cache_key),
                 }
             } else {
                 PolicySource::Text {
-                    policy_id: work.cache_key.clone(),
-                    text: text.take().unwrap_or_default(),
+                    policy_id: std::mem::take(&mut work.cache_key),
+                    text: std::mem::take(&mut work.text),
                 }
             },
             context: work.context.take(),
             now_unix_nanos: work.now_unix_nanos,
             options: std::mem::take(&mut work.options),
         };
-        loop {
-            match self.exchange(w, &req, until) {
-                Exchange::Reply(Reply::Done(o)) if o.id == id => {
-                    w.served += 1;
-                    self.note_cache(w, &work.cache_key, &o);
-                    self.shared.metrics.cache(o.cache_hit);
-                    answer(JobResult::Done(o));
-                    return Ok(());
-                }
-                Exchange::Reply(Reply::Failed(f)) if f.id == id => {
-                    if f.code == ErrorCode::PolicyNotCached {
-                        if let Some(t) = text.take() {
-                            // The worker evicted it: resend the text, once.
-                            w.cached.retain(|k| *k != work.cache_key);
-                            req.policy = PolicySource::Text {
-                                policy_id: work.cache_key.clone(),
-                                text: t,
-                            };
-                            continue;
-                        }
-                    }
-                    w.served += 1;
-                    answer(JobResult::Failed(f));
-                    return Ok(());
-                }
-                Exchange::Deadline => {
-                    // Whatever the wait status says, the deadline killed it.
-                    let reason = RestartReason::Timeout;
-                    let (ended, _) = reap(&mut w.child, true);
-                    self.shared.set_state(self.slot, SlotState::Down);
-                    self.shared.set_pid(self.slot, 0);
-                    self.killed(w, &work, reason, &cfg, ended);
-                    answer(JobResult::Killed(reason));
-                    return Err(self.shared.unplanned_restart(&cfg));
-                }
-                Exchange::Reply(_) | Exchange::Broken => {
-                    let (ended, cpu) = reap(&mut w.child, true);
-                    self.shared.set_state(self.slot, SlotState::Down);
-                    self.shared.set_pid(self.slot, 0);
-                    let reason = classify(ended, cpu, Duration::from_secs(cfg.worker.cpu_seconds));
-                    self.killed(w, &work, reason, &cfg, ended);
-                    answer(JobResult::Killed(reason));
-                    return Err(self.shared.unplanned_restart(&cfg));
-                }
+        let encoded = encode_frame(&req, &mut w.buf).is_ok();
+        // Take the parts back: the job may have to be sent again.
+        match std::mem::replace(
+            &mut req.policy,
+            PolicySource::Cached {
+                policy_id: String::new(),
+            },
+        ) {
+            PolicySource::Cached { policy_id } => work.cache_key = policy_id,
+            PolicySource::Text { policy_id, text } => {
+                work.cache_key = policy_id;
+                work.text = text;
             }
+        }
+        work.context = req.context.take();
+        work.options = std::mem::take(&mut req.options);
+        let now = Instant::now();
+        let idle = flight.is_empty();
+        flight.push_back(InFlight {
+            job: Job {
+                work,
+                enqueued,
+                reply,
+            },
+            id,
+            sent_cached: cached,
+            started: idle.then_some(now),
+        });
+        if !encoded {
+            // Cannot happen for well-formed values; the read then fails and
+            // the worker is replaced rather than left with half a stream.
+            w.broken = true;
+            return;
+        }
+        let until = match flight.front() {
+            Some(f) => f.started.unwrap_or(now) + f.job.work.deadline,
+            None => now,
+        };
+        if w.broken || send_all(&w.stream, &w.buf, until).await.is_err() {
+            // A worker that cannot take a request is gone or stuck; the read
+            // of the front job's reply finds out which.
+            w.broken = true;
+            // SAFETY: shutdown on a socket we own; it stays open until dropped.
+            unsafe { libc::shutdown(w.stream.as_raw_fd(), libc::SHUT_RDWR) };
         }
     }
 
-    fn killed(&self, w: &Live, work: &Work, reason: RestartReason, cfg: &Config, ended: Ended) {
+    fn killed(&self, work: &Work, reason: RestartReason, cfg: &Config, ended: Ended, served: u64) {
         self.shared.metrics.restart(reason);
         tracing::warn!(
             requestId = %work.request_id,
@@ -1037,7 +1280,7 @@ impl Dispatcher {
             slot = self.slot,
             reason = reason.as_str(),
             ended = %ended,
-            served = w.served,
+            served,
             "worker restarted"
         );
         self.shared
@@ -1059,32 +1302,39 @@ impl Dispatcher {
             w.cached.push_back(key.to_string());
         }
     }
+}
 
-    /// Sends one request and reads the reply, both within `until`: a
-    /// non-blocking `send` (waiting in `ppoll` only if the socket buffer is
-    /// full), then `ppoll` and `recv` into the buffered frame reader. Two
-    /// or three system calls per request where per-call socket timeouts
-    /// took six.
-    fn exchange(&self, w: &mut Live, req: &Request, until: Instant) -> Exchange {
-        if until <= Instant::now() {
-            return Exchange::Deadline;
-        }
-        if encode_frame(req, &mut w.buf).is_err() {
-            return Exchange::Broken;
-        }
-        match send_all(&w.stream, &w.buf, until) {
-            Ok(()) => {}
-            Err(e) if is_timeout(&e) => return Exchange::Deadline,
-            Err(_) => return Exchange::Broken,
-        }
-        let mut r = DeadlineReader {
-            stream: &w.stream,
-            until,
+/// Whether an idle worker's socket is empty and open (a peek; an empty
+/// socket also clears the reactor's readiness for it).
+fn idle_socket_empty(stream: &WorkerSocket) -> bool {
+    let peek = stream.try_io(Interest::READABLE, || {
+        let mut byte = 0u8;
+        // SAFETY: a one-byte buffer we own, on a socket we own.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
         };
-        match w.reader.read::<Reply, _>(&mut r) {
-            Ok(reply) => Exchange::Reply(reply),
-            Err(FrameError::Io(io)) if is_timeout(&io) => Exchange::Deadline,
-            Err(_) => Exchange::Broken,
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n)
         }
-    }
+    });
+    matches!(peek, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Answers a job with `result`.
+fn answer(job: Job, result: JobResult, queue_time: Duration) {
+    let _ = job.reply.send(JobReply { result, queue_time });
+}
+
+/// About how large the job's request frame will be on this worker.
+fn frame_estimate(w: &Live, job: &Job) -> usize {
+    let cached = w.cached.iter().any(|k| *k == job.work.cache_key);
+    let text = if cached { 0 } else { job.work.text.len() };
+    text + job.work.context.as_ref().map_or(0, |c| c.len()) + job.work.cache_key.len() + 256
 }

@@ -227,3 +227,59 @@ fn memory_bomb_is_memory_limit_and_only_that_request_fails() {
             == 2)
     );
 }
+
+#[test]
+fn requests_pipelined_behind_a_deadline_bomb_run_on_the_replacement() {
+    // One worker, so that a request queued while it is busy is sent behind
+    // the one it is running (`pool.pipeline_depth` = 2).
+    let srv = Server::start(&format!("workers = 1\n{SLOW_CONFIG}"));
+    let mut bomb = slow_body(150);
+    bomb["options"] = json!({ "timeoutMs": 300 });
+    let addr = srv.addr;
+    let send = move |body: serde_json::Value| {
+        std::thread::spawn(move || {
+            let body = serde_json::to_vec(&body).unwrap();
+            raw_request(
+                addr,
+                "POST",
+                "/api/validate",
+                &[("Content-Type", "application/json")],
+                Some(&body),
+            )
+            .expect("request")
+        })
+    };
+    // The first bomb occupies the worker; the second bomb and a good
+    // request queue behind it. When the first is killed, the replacement
+    // takes the second bomb and, pipelined behind it, the good request,
+    // which must not share the bomb's fate.
+    let first = send(bomb.clone());
+    std::thread::sleep(Duration::from_millis(80));
+    let second = send(bomb);
+    std::thread::sleep(Duration::from_millis(40));
+    let good = send(good_body());
+    let (first, second, good) = (
+        first.join().unwrap(),
+        second.join().unwrap(),
+        good.join().unwrap(),
+    );
+    assert_eq!(
+        (first.status, first.error_code().as_str()),
+        (422, "timeout")
+    );
+    assert_eq!(
+        (second.status, second.error_code().as_str()),
+        (422, "timeout")
+    );
+    assert_eq!(good.status, 200, "{}", good.text());
+    assert_eq!(good.json()["actions"], json!(["ReturnToHome"]));
+    assert_eq!(srv.restarts("timeout"), 2);
+    let moved = srv.logs().iter().any(|l| {
+        l.contains("never started; they go to its replacement") && l.contains("\"moved\":1")
+    });
+    assert!(
+        moved,
+        "the good request was pipelined and moved: {:?}",
+        srv.logs()
+    );
+}

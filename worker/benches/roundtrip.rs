@@ -75,11 +75,11 @@ struct Client {
 }
 
 impl Client {
-    /// Starts a sandboxed worker. `poll` (µs) is used on both sides: the
-    /// worker's `poll_before_block_us` and this client's wait for a reply.
-    fn start(w: &Workload, poll_us: u64) -> Client {
+    /// Starts a sandboxed worker with `poll_before_block_us = worker_poll_us`;
+    /// this client polls `client_poll_us` before its blocking read.
+    fn start(w: &Workload, worker_poll_us: u64, client_poll_us: u64) -> Client {
         let cfg = WorkerConfig {
-            poll_before_block_us: poll_us,
+            poll_before_block_us: worker_poll_us,
             // The default RLIMIT_CPU (10 s over the worker's life) would end
             // a worker in the middle of the measurement; the service recycles
             // workers, the benchmark measures the steady state.
@@ -100,7 +100,7 @@ impl Client {
             out: Vec::with_capacity(64 << 10),
             reader: FrameReader::new(MAX_REPLY_FRAME),
             next_id: 0,
-            poll: Duration::from_micros(poll_us),
+            poll: Duration::from_micros(client_poll_us),
         };
         // Warm the cache with the text once.
         let first = c.call(
@@ -220,15 +220,21 @@ impl CodePath {
     }
 }
 
-/// Poll window (µs) of the second configuration measured.
+/// Poll window (µs) of the both-sides polling configuration.
 const POLL_US: u64 = 200;
 
 fn bench(c: &mut Criterion) {
     let w = workload();
-    let mut client = Client::start(&w, 0);
-    let mut polling = Client::start(&w, POLL_US);
-    // Same bytes on both sides, and a cache hit.
-    for cl in [&mut client, &mut polling] {
+    let adaptive_us = WorkerConfig::default().poll_before_block_us;
+    // The worker's default (adaptive polling), this client blocking in its
+    // read as the supervisor does in its event loop.
+    let mut client = Client::start(&w, adaptive_us, 0);
+    // Both sides polling.
+    let mut polling = Client::start(&w, POLL_US, POLL_US);
+    // No polling anywhere: every request wakes a sleeping worker.
+    let mut blocking = Client::start(&w, 0, 0);
+    // Same bytes everywhere, and a cache hit.
+    for cl in [&mut client, &mut polling, &mut blocking] {
         let o = cl.cached(&w);
         assert!(o.cache_hit);
         assert_eq!(o.decision_json.as_deref(), Some(in_process(&w).as_str()));
@@ -244,6 +250,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("worker_cache_hit_polling", |b| {
         b.iter(|| black_box(polling.cached(&w)))
     });
+    g.bench_function("worker_cache_hit_blocking", |b| {
+        b.iter(|| black_box(blocking.cached(&w)))
+    });
     // The worker's code path without the process boundary.
     g.bench_function("worker_code_path_no_ipc", |b| {
         b.iter(|| black_box(path.run(&w)))
@@ -253,103 +262,113 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    summary(&w, &mut client, &mut polling, &mut path);
+    summary(&w, &mut client, &mut polling, &mut blocking, &mut path);
 }
 
-/// Times single iterations, interleaved so that all variants see the same
-/// machine load, and prints median and p99 of each and the differences of
-/// the medians.
-fn summary(w: &Workload, client: &mut Client, polling: &mut Client, path: &mut CodePath) {
+/// Iterations of one variant in a row: a stream of requests, as a loaded
+/// service sends them. The variants take turns block by block, so that all
+/// of them see the same machine load.
+const BLOCK: usize = 50;
+
+/// Times single iterations in rotating blocks and prints median and p99 of
+/// each variant and the differences of the medians.
+fn summary(
+    w: &Workload,
+    client: &mut Client,
+    polling: &mut Client,
+    blocking: &mut Client,
+    path: &mut CodePath,
+) {
     const N: usize = 20_000;
-    let mut local = Vec::with_capacity(N);
-    let mut code = Vec::with_capacity(N);
-    let mut remote = Vec::with_capacity(N);
-    let mut empty = Vec::with_capacity(N);
-    let mut remote_p = Vec::with_capacity(N);
-    let mut empty_p = Vec::with_capacity(N);
+    const WARM: usize = 2_000;
+    let mut t: Vec<Vec<Duration>> = vec![Vec::with_capacity(N); 8];
     let mut ctx_us = Vec::with_capacity(N);
     let mut eval_us = Vec::with_capacity(N);
-    for i in 0..N + 2_000 {
-        let mut t = [Duration::ZERO; 6];
+    let time = |f: &mut dyn FnMut()| {
         let s = Instant::now();
-        black_box(in_process(w));
-        t[0] = s.elapsed();
-        let s = Instant::now();
-        black_box(path.run(w));
-        t[1] = s.elapsed();
-        let s = Instant::now();
-        let o = black_box(client.cached(w));
-        t[2] = s.elapsed();
-        let s = Instant::now();
-        black_box(client.empty());
-        t[3] = s.elapsed();
-        let s = Instant::now();
-        black_box(polling.cached(w));
-        t[4] = s.elapsed();
-        let s = Instant::now();
-        black_box(polling.empty());
-        t[5] = s.elapsed();
-        if i >= 2_000 {
-            local.push(t[0]);
-            code.push(t[1]);
-            remote.push(t[2]);
-            empty.push(t[3]);
-            remote_p.push(t[4]);
-            empty_p.push(t[5]);
-            ctx_us.push(o.timings.context_us);
-            eval_us.push(o.timings.eval_us);
+        f();
+        s.elapsed()
+    };
+    for round in 0..(N + WARM) / BLOCK {
+        let keep = round * BLOCK >= WARM;
+        let mut put = |i: usize, d: Duration| {
+            if keep {
+                t[i].push(d);
+            }
+        };
+        for _ in 0..BLOCK {
+            put(0, time(&mut || drop(black_box(in_process(w)))));
+        }
+        for _ in 0..BLOCK {
+            put(1, time(&mut || drop(black_box(path.run(w)))));
+        }
+        for _ in 0..BLOCK {
+            let s = Instant::now();
+            let o = black_box(client.cached(w));
+            put(2, s.elapsed());
+            if keep {
+                ctx_us.push(o.timings.context_us);
+                eval_us.push(o.timings.eval_us);
+            }
+        }
+        for _ in 0..BLOCK {
+            put(3, time(&mut || drop(black_box(client.empty()))));
+        }
+        for _ in 0..BLOCK {
+            put(4, time(&mut || drop(black_box(polling.cached(w)))));
+        }
+        for _ in 0..BLOCK {
+            put(5, time(&mut || drop(black_box(polling.empty()))));
+        }
+        for _ in 0..BLOCK {
+            put(6, time(&mut || drop(black_box(blocking.cached(w)))));
+        }
+        for _ in 0..BLOCK {
+            put(7, time(&mut || drop(black_box(blocking.empty()))));
         }
     }
-    // Back to back, and the worker's CPU time over N requests (utime + stime).
+    // The default worker's CPU time over N back-to-back requests (utime + stime).
     let pid = client.worker.pid();
     let cpu0 = cpu_ticks(pid);
-    let t = Instant::now();
+    let s = Instant::now();
     for _ in 0..N {
         black_box(client.cached(w));
     }
-    let wall_per_req = t.elapsed().as_nanos() as f64 / 1000.0 / N as f64;
+    let wall_per_req = s.elapsed().as_nanos() as f64 / 1000.0 / N as f64;
     let tick_us = 1e6 / clock_ticks_per_sec();
     let worker_cpu = (cpu_ticks(pid) - cpu0) as f64 * tick_us / N as f64;
-    let t = Instant::now();
-    for _ in 0..N {
-        black_box(in_process(w));
-    }
-    let local_per_req = t.elapsed().as_nanos() as f64 / 1000.0 / N as f64;
-    let (lm, lp) = stats(&mut local);
-    let (cm, cp) = stats(&mut code);
-    let (rm, rp) = stats(&mut remote);
-    let (em, ep) = stats(&mut empty);
-    let (pm, pp) = stats(&mut remote_p);
-    let (qm, qp) = stats(&mut empty_p);
+    let [(lm, lp), (cm, cp), (rm, rp), (em, ep), (pm, pp), (qm, qp), (bm, bp), (fm, fp)] =
+        [0, 1, 2, 3, 4, 5, 6, 7].map(|i| stats(&mut t[i]));
     ctx_us.sort_unstable();
     eval_us.sort_unstable();
+    let n = t[0].len();
+    let adaptive = WorkerConfig::default().poll_before_block_us;
     println!();
-    println!("roundtrip summary ({N} interleaved iterations each, drone_ops workload, cache hit):");
-    println!("  in-process (parse context + evaluate + decision JSON):  median {lm:6.1} µs, p99 {lp:6.1} µs");
-    println!("  worker code path in this process (no IPC):              median {cm:6.1} µs, p99 {cp:6.1} µs");
-    println!("  sandboxed worker round trip, default (blocking):        median {rm:6.1} µs, p99 {rp:6.1} µs");
-    println!("  sandboxed worker round trip, polling {POLL_US} µs both sides: median {pm:6.1} µs, p99 {pp:6.1} µs");
-    println!("  empty round trip (tiny cached policy), default:         median {em:6.1} µs, p99 {ep:6.1} µs");
-    println!("  empty round trip (tiny cached policy), polling:         median {qm:6.1} µs, p99 {qp:6.1} µs");
+    println!("roundtrip summary ({n} iterations each, in rotating blocks of {BLOCK}; drone_ops workload, cache hit):");
+    println!("  in-process (parse context + evaluate + decision JSON):   median {lm:6.1} µs, p99 {lp:6.1} µs");
+    println!("  worker code path in this process (no IPC):               median {cm:6.1} µs, p99 {cp:6.1} µs");
+    println!("  sandboxed worker round trip, default (worker polls adaptively up to {adaptive} µs, client blocks):");
+    println!("                                                           median {rm:6.1} µs, p99 {rp:6.1} µs");
+    println!("  sandboxed worker round trip, polling {POLL_US} µs both sides:  median {pm:6.1} µs, p99 {pp:6.1} µs");
+    println!("  sandboxed worker round trip, blocking both sides:        median {bm:6.1} µs, p99 {bp:6.1} µs");
+    println!("  empty round trip (tiny cached policy), default:          median {em:6.1} µs, p99 {ep:6.1} µs");
+    println!("  empty round trip (tiny cached policy), polling:          median {qm:6.1} µs, p99 {qp:6.1} µs");
+    println!("  empty round trip (tiny cached policy), blocking:         median {fm:6.1} µs, p99 {fp:6.1} µs");
+    for (name, m) in [("default", rm), ("polling", pm), ("blocking", bm)] {
+        println!(
+            "  added cost at the median, {name}: {:.1} µs (protocol CPU {:.1} µs, process boundary {:.1} µs)",
+            m - lm,
+            cm - lm,
+            m - cm
+        );
+    }
     println!(
-        "  added cost at the median, default: {:.1} µs (protocol CPU {:.1} µs, process boundary {:.1} µs)",
-        rm - lm,
-        cm - lm,
-        rm - cm
-    );
-    println!(
-        "  added cost at the median, polling: {:.1} µs (protocol CPU {:.1} µs, process boundary {:.1} µs)",
-        pm - lm,
-        cm - lm,
-        pm - cm
-    );
-    println!(
-        "  back to back, default: worker round trip {wall_per_req:.1} µs/request of which worker CPU {worker_cpu:.1} µs; in-process {local_per_req:.1} µs/request"
+        "  back to back, default: worker round trip {wall_per_req:.1} µs/request of which worker CPU {worker_cpu:.1} µs"
     );
     println!(
         "  worker-side phases (median of the default worker's replies): context {} µs, eval {} µs",
-        ctx_us[N / 2],
-        eval_us[N / 2]
+        ctx_us[ctx_us.len() / 2],
+        eval_us[eval_us.len() / 2]
     );
 }
 

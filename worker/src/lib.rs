@@ -69,10 +69,13 @@ pub struct WorkerConfig {
     /// Compiled-policy cache bounds.
     pub cache_entries: usize,
     pub cache_bytes: usize,
-    /// After each reply, poll for the next request for this many
-    /// microseconds before blocking (0: block at once). Keeps the worker's
-    /// CPU from halting between close requests; costs up to this much CPU
-    /// time per request when none follows. See [`protocol::FrameReader::poll_for`].
+    /// After a reply, poll for the next request for up to this many
+    /// microseconds before blocking, when the last request came within as
+    /// long after the reply before it (0: always block at once). Keeps a
+    /// busy worker's CPU from halting between close requests (on virtual
+    /// machines a wake-up costs several microseconds); an idle worker does
+    /// not poll. Costs at most this much CPU time at the end of a burst.
+    /// See [`protocol::FrameReader::poll_for`].
     pub poll_before_block_us: u64,
 }
 
@@ -82,7 +85,7 @@ impl Default for WorkerConfig {
             sandbox: SandboxConfig::default(),
             cache_entries: 256,
             cache_bytes: 64 << 20,
-            poll_before_block_us: 0,
+            poll_before_block_us: 100,
         }
     }
 }

@@ -45,14 +45,23 @@ pub fn run_worker(fd: i32, config: WorkerConfig) -> ! {
         std::process::exit(EXIT_PROTOCOL_ERROR);
     }
     let mut reader = FrameReader::new(MAX_REQUEST_FRAME);
-    let poll = std::time::Duration::from_micros(config.poll_before_block_us);
+    let window = std::time::Duration::from_micros(config.poll_before_block_us);
+    // How long the last request took to come after the reply before it.
+    let mut last_gap = std::time::Duration::MAX;
     loop {
-        reader.poll_for(stream.as_fd(), poll);
+        // Adaptive: poll only while requests follow each other closely, so
+        // a busy worker skips the sleep and wake-up between them, and an
+        // idle one spends nothing.
+        let replied = std::time::Instant::now();
+        if last_gap <= window {
+            reader.poll_for(stream.as_fd(), window);
+        }
         let req: Request = match reader.read(&mut stream) {
             Ok(r) => r,
             Err(FrameError::Closed) => std::process::exit(0),
             Err(_) => std::process::exit(EXIT_PROTOCOL_ERROR),
         };
+        last_gap = replied.elapsed();
         let reply = state.handle_guarded(req);
         if encode_reply(&reply, &mut out).is_err() || stream.write_all(&out).is_err() {
             std::process::exit(EXIT_PROTOCOL_ERROR);
