@@ -281,7 +281,7 @@ fn summary(
 ) {
     const N: usize = 20_000;
     const WARM: usize = 2_000;
-    let mut t: Vec<Vec<Duration>> = vec![Vec::with_capacity(N); 8];
+    let mut t: Vec<Vec<Duration>> = (0..8).map(|_| Vec::with_capacity(N)).collect();
     let mut ctx_us = Vec::with_capacity(N);
     let mut eval_us = Vec::with_capacity(N);
     let time = |f: &mut dyn FnMut()| {
