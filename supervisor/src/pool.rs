@@ -19,7 +19,7 @@ use crate::restart::{classify, Ended, Intensity, Quarantine, RestartReason, Wind
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use omni_worker::protocol::{
     encode_frame, ErrorCode, Failure, FrameError, FrameReader, Outcome, PolicySource, Reply,
-    Request, RequestOptions, SandboxReport, EXIT_SANDBOX_FAILED, MAX_REPLY_FRAME,
+    ReplyPoll, Request, RequestOptions, SandboxReport, EXIT_SANDBOX_FAILED, MAX_REPLY_FRAME,
 };
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -161,6 +161,8 @@ struct Live {
     buf: Vec<u8>,
     /// Incoming frames: one `recv` usually brings a whole reply.
     reader: FrameReader,
+    /// How long to poll for this worker's next reply before sleeping.
+    reply_poll: ReplyPoll,
     /// The worker's CPU-time clock (one `clock_gettime` instead of reading
     /// `/proc/PID/stat` after every request), when the kernel gives one.
     cpu_clock: Option<libc::clockid_t>,
@@ -205,6 +207,14 @@ impl PoolShared {
         self.slots
             .iter()
             .any(|s| s.load(Ordering::Relaxed) == SlotState::Idle as u8)
+    }
+
+    /// Workers with requests in flight.
+    fn busy(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.load(Ordering::Relaxed) == SlotState::Busy as u8)
+            .count()
     }
 
     fn stopping(&self) -> bool {
@@ -306,6 +316,7 @@ impl PoolShared {
             cache_cap: cfg.worker.cache_entries,
             buf: Vec::with_capacity(64 * 1024),
             reader: FrameReader::new(MAX_REPLY_FRAME),
+            reply_poll: ReplyPoll::new(Duration::from_micros(cfg.worker.poll_before_block_us)),
             cpu_clock: cpu_clock(pid),
         };
         Ok((live, report))
@@ -609,7 +620,24 @@ impl Read for NonBlocking<'_> {
 /// Reads the next reply, waiting at most until `until`. A reply already in
 /// the reader's buffer (one `recv` can bring several) is decoded without a
 /// system call.
-async fn read_reply(w: &mut Live, until: Instant) -> Exchange {
+async fn read_reply(w: &mut Live, until: Instant, poll: Duration) -> Exchange {
+    if !poll.is_zero() {
+        // Poll, holding this runtime thread (only when the pool is lightly
+        // loaded, so nothing else waits for it), giving the CPU to other
+        // processes between polls: the worker may be on this CPU.
+        let stop = (Instant::now() + poll).min(until);
+        loop {
+            match w.reader.read::<Reply, _>(&mut NonBlocking(&w.stream)) {
+                Ok(reply) => return Exchange::Reply(reply),
+                Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Exchange::Broken,
+            }
+            if Instant::now() >= stop {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
     loop {
         match w.reader.read::<Reply, _>(&mut NonBlocking(&w.stream)) {
             Ok(reply) => return Exchange::Reply(reply),
@@ -1103,7 +1131,15 @@ impl Driver {
             let started = *front.started.get_or_insert_with(Instant::now);
             let until = started + front.job.work.deadline;
             let id = front.id;
-            let exchange = read_reply(&mut w, until).await;
+            // Poll for the reply only when nothing else is going on: one
+            // request in flight in the whole pool.
+            let poll = if flight.len() == 1 && rx.is_empty() && self.shared.busy() == 1 {
+                w.reply_poll.window()
+            } else {
+                Duration::ZERO
+            };
+            let exchange = read_reply(&mut w, until, poll).await;
+            w.reply_poll.record(started.elapsed());
             let reply = match exchange {
                 Exchange::Reply(Reply::Done(o)) if o.id == id => Ok(Ok(o)),
                 Exchange::Reply(Reply::Failed(f)) if f.id == id => Ok(Err(f)),

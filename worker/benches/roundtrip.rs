@@ -71,13 +71,20 @@ struct Client {
     out: Vec<u8>,
     reader: FrameReader,
     next_id: u64,
-    poll: Duration,
+    /// How long this client polls for a reply before its blocking read:
+    /// adaptive as in the supervisor ([`ReplyPoll`]), or fixed.
+    poll: ClientPoll,
+}
+
+enum ClientPoll {
+    Adaptive(ReplyPoll),
+    Fixed(Duration),
 }
 
 impl Client {
     /// Starts a sandboxed worker with `poll_before_block_us = worker_poll_us`;
-    /// this client polls `client_poll_us` before its blocking read.
-    fn start(w: &Workload, worker_poll_us: u64, client_poll_us: u64) -> Client {
+    /// this client polls as `poll` says before its blocking read.
+    fn start(w: &Workload, worker_poll_us: u64, poll: ClientPoll) -> Client {
         let cfg = WorkerConfig {
             poll_before_block_us: worker_poll_us,
             // The default RLIMIT_CPU (10 s over the worker's life) would end
@@ -100,7 +107,7 @@ impl Client {
             out: Vec::with_capacity(64 << 10),
             reader: FrameReader::new(MAX_REPLY_FRAME),
             next_id: 0,
-            poll: Duration::from_micros(client_poll_us),
+            poll,
         };
         // Warm the cache with the text once.
         let first = c.call(
@@ -132,13 +139,21 @@ impl Client {
             options: RequestOptions::default(),
         };
         encode_frame(&req, &mut self.out).expect("encode");
+        let sent = Instant::now();
         self.worker.stream.write_all(&self.out).expect("send");
-        self.reader.poll_for(self.worker.stream.as_fd(), self.poll);
-        match self
+        let window = match &self.poll {
+            ClientPoll::Adaptive(p) => p.window(),
+            ClientPoll::Fixed(d) => *d,
+        };
+        self.reader.poll_for(self.worker.stream.as_fd(), window);
+        let reply = self
             .reader
             .read::<Reply, _>(&mut self.worker.stream)
-            .expect("reply")
-        {
+            .expect("reply");
+        if let ClientPoll::Adaptive(p) = &mut self.poll {
+            p.record(sent.elapsed());
+        }
+        match reply {
             Reply::Done(o) => *o,
             other => panic!("unexpected reply {other:?}"),
         }
@@ -226,13 +241,19 @@ const POLL_US: u64 = 200;
 fn bench(c: &mut Criterion) {
     let w = workload();
     let adaptive_us = WorkerConfig::default().poll_before_block_us;
-    // The worker's default (adaptive polling), this client blocking in its
-    // read as the supervisor does in its event loop.
-    let mut client = Client::start(&w, adaptive_us, 0);
-    // Both sides polling.
-    let mut polling = Client::start(&w, POLL_US, POLL_US);
-    // No polling anywhere: every request wakes a sleeping worker.
-    let mut blocking = Client::start(&w, 0, 0);
+    // The defaults of the service: the worker polls adaptively for the next
+    // request, and this client for the reply, as the supervisor does when
+    // it has nothing else to do.
+    let adaptive = ClientPoll::Adaptive(ReplyPoll::new(Duration::from_micros(adaptive_us)));
+    let mut client = Client::start(&w, adaptive_us, adaptive);
+    // Both sides polling for a fixed window.
+    let mut polling = Client::start(
+        &w,
+        POLL_US,
+        ClientPoll::Fixed(Duration::from_micros(POLL_US)),
+    );
+    // No polling anywhere: every request wakes a sleeping worker and client.
+    let mut blocking = Client::start(&w, 0, ClientPoll::Fixed(Duration::ZERO));
     // Same bytes everywhere, and a cache hit.
     for cl in [&mut client, &mut polling, &mut blocking] {
         let o = cl.cached(&w);
@@ -347,7 +368,7 @@ fn summary(
     println!("roundtrip summary ({n} iterations each, in rotating blocks of {BLOCK}; drone_ops workload, cache hit):");
     println!("  in-process (parse context + evaluate + decision JSON):   median {lm:6.1} µs, p99 {lp:6.1} µs");
     println!("  worker code path in this process (no IPC):               median {cm:6.1} µs, p99 {cp:6.1} µs");
-    println!("  sandboxed worker round trip, default (worker polls adaptively up to {adaptive} µs, client blocks):");
+    println!("  sandboxed worker round trip, default (both sides poll adaptively, at most {adaptive} µs):");
     println!("                                                           median {rm:6.1} µs, p99 {rp:6.1} µs");
     println!("  sandboxed worker round trip, polling {POLL_US} µs both sides:  median {pm:6.1} µs, p99 {pp:6.1} µs");
     println!("  sandboxed worker round trip, blocking both sides:        median {bm:6.1} µs, p99 {bp:6.1} µs");

@@ -341,6 +341,38 @@ pub fn read_frame<T: DeserializeOwned, R: Read>(
     decode_payload(buf)
 }
 
+/// How long the supervisor's side polls for a reply before it sleeps:
+/// twice the worker's last service time, when that was short (at most
+/// `cap`); nothing after a long one. A short evaluation is answered while
+/// the waiting thread still has its CPU, instead of after the wake-up of a
+/// halted one (tens of microseconds on a virtual machine); a long one costs
+/// no polling at all.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyPoll {
+    cap: std::time::Duration,
+    last: Option<std::time::Duration>,
+}
+
+impl ReplyPoll {
+    /// Polls of at most `cap` (zero: never).
+    pub fn new(cap: std::time::Duration) -> ReplyPoll {
+        ReplyPoll { cap, last: None }
+    }
+
+    /// The polling window for the next request.
+    pub fn window(&self) -> std::time::Duration {
+        match self.last {
+            Some(last) if last <= self.cap => (last * 2).min(self.cap),
+            _ => std::time::Duration::ZERO,
+        }
+    }
+
+    /// Records how long the last request took, from send to reply.
+    pub fn record(&mut self, service: std::time::Duration) {
+        self.last = Some(service);
+    }
+}
+
 /// A buffered frame reader: one `recv` usually brings a whole frame (length
 /// and payload), where [`read_frame`] needs two. The buffer is reused across
 /// frames and never grows past `max + 4` bytes.
@@ -484,6 +516,27 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_poll_follows_short_service_times_only() {
+        use std::time::Duration;
+        let us = Duration::from_micros;
+        let mut p = ReplyPoll::new(us(100));
+        assert_eq!(p.window(), Duration::ZERO, "nothing known yet: no polling");
+        p.record(us(30));
+        assert_eq!(p.window(), us(60));
+        p.record(us(80));
+        assert_eq!(p.window(), us(100), "capped");
+        p.record(us(101));
+        assert_eq!(
+            p.window(),
+            Duration::ZERO,
+            "a long evaluation: sleep at once"
+        );
+        let mut off = ReplyPoll::new(Duration::ZERO);
+        off.record(Duration::ZERO);
+        assert_eq!(off.window(), Duration::ZERO);
+    }
 
     fn req(context: Option<Vec<u8>>) -> Request {
         Request {
