@@ -157,6 +157,7 @@ struct Live {
     /// Cache keys this worker has compiled and keeps (most recent last).
     cached: VecDeque<String>,
     cache_cap: usize,
+
     /// Outgoing frames (reused).
     buf: Vec<u8>,
     /// Incoming frames: one `recv` usually brings a whole reply.
@@ -859,6 +860,43 @@ enum NextJob {
     WorkerEnded,
 }
 
+/// A policy whose last request took less than this may have another
+/// request queued behind it on its worker.
+const FAST_SERVICE: Duration = Duration::from_millis(2);
+
+/// How many fast policies a worker's driver remembers.
+const FAST_KEYS: usize = 64;
+
+/// Cache keys whose last request in a slot took under [`FAST_SERVICE`]
+/// (most recent last). Only those have jobs queued behind them, so a slow
+/// or hostile policy never holds up another request. Kept by the slot
+/// across worker replacements: it describes policies, not a process.
+#[derive(Default)]
+struct FastPolicies(VecDeque<String>);
+
+impl FastPolicies {
+    fn contains(&self, key: &str) -> bool {
+        self.0.iter().rev().any(|k| k == key)
+    }
+
+    /// Records how long a request for `key` took, from its start to its
+    /// reply (`None`: it never answered).
+    fn record(&mut self, key: &str, service: Option<Duration>) {
+        if service.is_some_and(|s| s < FAST_SERVICE) {
+            if self.0.back().is_some_and(|k| k == key) {
+                return;
+            }
+            self.0.retain(|k| k != key);
+            if self.0.len() >= FAST_KEYS {
+                self.0.pop_front();
+            }
+            self.0.push_back(key.to_string());
+        } else {
+            self.0.retain(|k| k != key);
+        }
+    }
+}
+
 /// Largest frame sent behind another one: the worker only reads it when it
 /// has finished the one before, so the frame must fit the socket buffer
 /// without waiting (a larger job waits until the worker is idle).
@@ -880,6 +918,7 @@ impl Driver {
         // Jobs taken from the queue that never ran (their worker died before
         // starting them); they go first to the replacement.
         let mut pending: VecDeque<Job> = VecDeque::new();
+        let mut fast = FastPolicies::default();
         loop {
             if live.is_none() {
                 if self.shared.stopping() && rx.is_empty() && pending.is_empty() {
@@ -959,7 +998,7 @@ impl Driver {
                 continue;
             }
             self.shared.set_state(self.slot, SlotState::Busy);
-            match self.serve(w, job, &rx, &mut pending).await {
+            match self.serve(w, job, &rx, &mut pending, &mut fast).await {
                 Ok(w) => live = Some(self.maybe_recycle(w).await),
                 Err(delay) => {
                     self.shared.set_pid(self.slot, 0);
@@ -1091,7 +1130,9 @@ impl Driver {
     /// Serves `first`, and while the worker is busy keeps the next queued
     /// job waiting in its socket (up to `pool.pipeline_depth` in flight), so
     /// a loaded worker goes from one request to the next without sleeping.
-    /// Jobs are only pipelined when no other worker is idle. Returns the
+    /// Jobs are only pipelined when no other worker is idle, and only behind
+    /// policies that were fast on this worker last time (a job behind a
+    /// slow one would wait for it). Returns the
     /// worker once nothing is in flight; `Err(delay)`: the worker is gone
     /// (respawn after `delay`), and the jobs it never started are in
     /// `pending`.
@@ -1101,6 +1142,7 @@ impl Driver {
         first: Job,
         rx: &Receiver<Job>,
         pending: &mut VecDeque<Job>,
+        fast: &mut FastPolicies,
     ) -> Result<Live, Duration> {
         let cfg = self.shared.config();
         let depth = cfg.pool.pipeline_depth.max(1);
@@ -1114,6 +1156,7 @@ impl Driver {
                 && !flight.is_empty()
                 && w.served + (flight.len() as u64) < w.recycle_after
                 && !self.shared.any_idle()
+                && flight.iter().all(|f| fast.contains(&f.job.work.cache_key))
             {
                 let Ok(job) = rx.try_recv() else { break };
                 if frame_estimate(&w, &job) > MAX_PIPELINED_FRAME {
@@ -1139,7 +1182,8 @@ impl Driver {
                 Duration::ZERO
             };
             let exchange = read_reply(&mut w, until, poll).await;
-            w.reply_poll.record(started.elapsed());
+            let service = started.elapsed();
+            w.reply_poll.record(service);
             let reply = match exchange {
                 Exchange::Reply(Reply::Done(o)) if o.id == id => Ok(Ok(o)),
                 Exchange::Reply(Reply::Failed(f)) if f.id == id => Ok(Err(f)),
@@ -1152,6 +1196,7 @@ impl Driver {
             match reply {
                 Ok(Ok(o)) => {
                     w.served += 1;
+                    fast.record(&done.job.work.cache_key, Some(service));
                     self.note_cache(&mut w, &done.job.work.cache_key, &o);
                     self.shared.metrics.cache(o.cache_hit);
                     answer(done.job, JobResult::Done(o), queue_time);
@@ -1165,6 +1210,7 @@ impl Driver {
                         continue;
                     }
                     w.served += 1;
+                    fast.record(&done.job.work.cache_key, Some(service));
                     answer(done.job, JobResult::Failed(f), queue_time);
                 }
                 Err(failed) => {
@@ -1184,6 +1230,7 @@ impl Driver {
                             (classify(ended, cpu, limit), (ended, served))
                         }
                     };
+                    fast.record(&done.job.work.cache_key, None);
                     self.killed(&done.job.work, reason, &cfg, ended.0, ended.1);
                     answer(done.job, JobResult::Killed(reason), queue_time);
                     if !flight.is_empty() {

@@ -233,8 +233,12 @@ fn requests_pipelined_behind_a_deadline_bomb_run_on_the_replacement() {
     // One worker, so that a request queued while it is busy is sent behind
     // the one it is running (`pool.pipeline_depth` = 2).
     let srv = Server::start(&format!("workers = 1\n{SLOW_CONFIG}"));
-    let mut bomb = slow_body(150);
-    bomb["options"] = json!({ "timeoutMs": 300 });
+    // The slow policy on a small context: fast (the second time, once
+    // compiled), so requests may queue behind it from now on.
+    for _ in 0..2 {
+        let warm = srv.validate(&slow_body(3));
+        assert_eq!(warm.status, 200, "{}", warm.text());
+    }
     let addr = srv.addr;
     let send = move |body: serde_json::Value| {
         std::thread::spawn(move || {
@@ -249,13 +253,17 @@ fn requests_pipelined_behind_a_deadline_bomb_run_on_the_replacement() {
             .expect("request")
         })
     };
-    // The first bomb occupies the worker; the second bomb and a good
-    // request queue behind it. When the first is killed, the replacement
-    // takes the second bomb and, pipelined behind it, the good request,
-    // which must not share the bomb's fate.
-    let first = send(bomb.clone());
+    let deadline_bomb = |code: &str| {
+        let xs: Vec<usize> = (0..150).collect();
+        json!({ "code": code, "context": { "Xs": xs }, "options": { "timeoutMs": 300 } })
+    };
+    // A bomb of an unknown policy occupies the worker. Behind it queue a
+    // bomb of the policy known to be fast, then a good request. When the
+    // first is killed, the replacement takes the second bomb and, pipelined
+    // behind it, the good request, which must not share the bomb's fate.
+    let first = send(deadline_bomb(&slow_policy_variant("unknown")));
     std::thread::sleep(Duration::from_millis(80));
-    let second = send(bomb);
+    let second = send(deadline_bomb(SLOW_POLICY));
     std::thread::sleep(Duration::from_millis(40));
     let good = send(good_body());
     let (first, second, good) = (
@@ -274,12 +282,38 @@ fn requests_pipelined_behind_a_deadline_bomb_run_on_the_replacement() {
     assert_eq!(good.status, 200, "{}", good.text());
     assert_eq!(good.json()["actions"], json!(["ReturnToHome"]));
     assert_eq!(srv.restarts("timeout"), 2);
-    let moved = srv.logs().iter().any(|l| {
-        l.contains("never started; they go to its replacement") && l.contains("\"moved\":1")
-    });
+    let moved = |logs: &[String]| {
+        logs.iter().any(|l| {
+            l.contains("never started; they go to its replacement") && l.contains("\"moved\":1")
+        })
+    };
     assert!(
-        moved,
+        moved(&srv.logs()),
         "the good request was pipelined and moved: {:?}",
         srv.logs()
     );
+
+    // The policy that was just killed is no longer known to be fast: the
+    // same sequence again leaves the good request in the queue until the
+    // bomb is done, instead of behind it on the worker.
+    let first = send(deadline_bomb(&slow_policy_variant("unknown 2")));
+    std::thread::sleep(Duration::from_millis(80));
+    let second = send(deadline_bomb(SLOW_POLICY));
+    std::thread::sleep(Duration::from_millis(40));
+    let good = send(good_body());
+    let (first, second, good) = (
+        first.join().unwrap(),
+        second.join().unwrap(),
+        good.join().unwrap(),
+    );
+    assert_eq!(first.error_code(), "timeout");
+    assert_eq!(second.error_code(), "timeout");
+    assert_eq!(good.status, 200, "{}", good.text());
+    assert_eq!(srv.restarts("timeout"), 4);
+    let moves = srv
+        .logs()
+        .iter()
+        .filter(|l| l.contains("never started; they go to its replacement"))
+        .count();
+    assert_eq!(moves, 1, "nothing was queued behind the known-slow policy");
 }
