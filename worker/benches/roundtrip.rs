@@ -231,6 +231,7 @@ impl CodePath {
         let req: Request = decode_payload(&self.frame[4..]).expect("decode");
         let reply = self.state.handle(req);
         encode_frame(&reply, &mut self.frame).expect("encode");
+        self.state.recycle(reply);
         decode_payload::<Reply>(&self.frame[4..]).expect("decode")
     }
 }

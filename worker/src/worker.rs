@@ -66,7 +66,7 @@ pub fn run_worker(fd: i32, config: WorkerConfig) -> ! {
         if encode_reply(&reply, &mut out).is_err() || stream.write_all(&out).is_err() {
             std::process::exit(EXIT_PROTOCOL_ERROR);
         }
-        drop(reply);
+        state.recycle(reply);
         if out.capacity() > 4 << 20 {
             // A huge traced decision: do not keep its buffer for good.
             out = Vec::with_capacity(64 * 1024);
@@ -145,6 +145,10 @@ impl CachedPolicy {
 pub struct WorkerState {
     cache: PolicyCache,
     panics: u64,
+    /// The buffer the next decision is written into: the last reply's,
+    /// handed back after it was sent, so a decision of a few kilobytes does
+    /// not grow a fresh string from scratch each time.
+    decision_buf: Vec<u8>,
 }
 
 impl WorkerState {
@@ -152,6 +156,21 @@ impl WorkerState {
         WorkerState {
             cache: PolicyCache::new(config.cache_entries, config.cache_bytes),
             panics: 0,
+            decision_buf: Vec::new(),
+        }
+    }
+
+    /// Takes back the decision buffer of a reply that has been sent.
+    pub fn recycle(&mut self, reply: Reply) {
+        if let Reply::Done(o) = reply {
+            if let Some(d) = o.decision_json {
+                let mut buf = d.into_bytes();
+                // A huge traced decision: do not keep its buffer for good.
+                if buf.capacity() <= 1 << 20 {
+                    buf.clear();
+                    self.decision_buf = buf;
+                }
+            }
         }
     }
 
@@ -332,9 +351,14 @@ impl WorkerState {
         match result {
             Ok(d) => {
                 outcome.actions = d.actions.iter().map(|a| a.name.to_string()).collect();
-                match serde_json::to_string(&d) {
-                    Ok(json) => outcome.decision_json = Some(json),
-                    Err(_) => {
+                let mut buf = std::mem::take(&mut self.decision_buf);
+                buf.clear();
+                let written = serde_json::to_writer(&mut buf, &d)
+                    .ok()
+                    .and_then(|()| String::from_utf8(buf).ok());
+                match written {
+                    Some(json) => outcome.decision_json = Some(json),
+                    None => {
                         return fail(
                             ErrorCode::Internal,
                             "the decision could not be encoded".into(),
