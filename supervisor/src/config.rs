@@ -103,7 +103,9 @@ pub struct WorkerSection {
     /// How long a starting worker may take to report ready.
     pub start_timeout_ms: u64,
     /// After a reply, a busy worker polls up to this long for the next
-    /// request before it sleeps (0: never polls).
+    /// request before it sleeps (0: never polls). Off by default: on a
+    /// machine where workers and the HTTP threads share few cores, the
+    /// polling takes CPU time from them (see docs/performance.md).
     pub poll_before_block_us: u64,
 }
 
@@ -136,6 +138,10 @@ pub struct PoolSection {
     /// one waits in the worker's socket, so a loaded worker does not sleep
     /// between requests. 1 turns this off.
     pub pipeline_depth: usize,
+    /// When a request is the only one in flight, poll for its reply for up
+    /// to twice the worker's last service time, if that was at most this
+    /// long, before sleeping (0: never).
+    pub reply_poll_max_us: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -267,7 +273,7 @@ impl Default for WorkerSection {
             max_open_files: sb.max_open_files,
             namespaces: sb.namespaces,
             start_timeout_ms: 5_000,
-            poll_before_block_us: omni_worker::WorkerConfig::default().poll_before_block_us,
+            poll_before_block_us: 0,
         }
     }
 }
@@ -288,6 +294,7 @@ impl Default for PoolSection {
             quarantine_cooldown_s: 300,
             recycle_jitter_percent: 10,
             pipeline_depth: 2,
+            reply_poll_max_us: 100,
         }
     }
 }
@@ -563,6 +570,9 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             "worker.poll_before_block_us",
             "must be at most 1000",
         ));
+    }
+    if c.pool.reply_poll_max_us > 1000 {
+        return Err(invalid("pool.reply_poll_max_us", "must be at most 1000"));
     }
     if c.worker.user.is_empty() {
         return Err(invalid("worker.user", "must not be empty"));

@@ -317,7 +317,7 @@ impl PoolShared {
             cache_cap: cfg.worker.cache_entries,
             buf: Vec::with_capacity(64 * 1024),
             reader: FrameReader::new(MAX_REPLY_FRAME),
-            reply_poll: ReplyPoll::new(Duration::from_micros(cfg.worker.poll_before_block_us)),
+            reply_poll: ReplyPoll::new(Duration::from_micros(cfg.pool.reply_poll_max_us)),
             cpu_clock: cpu_clock(pid),
         };
         Ok((live, report))
