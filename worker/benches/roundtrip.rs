@@ -255,8 +255,12 @@ fn bench(c: &mut Criterion) {
     );
     // No polling anywhere: every request wakes a sleeping worker and client.
     let mut blocking = Client::start(&w, 0, ClientPoll::Fixed(Duration::ZERO));
+    // What omnid ships with: the worker sleeps at once, the client polls
+    // adaptively for the reply.
+    let service = ClientPoll::Adaptive(ReplyPoll::new(Duration::from_micros(adaptive_us)));
+    let mut service = Client::start(&w, 0, service);
     // Same bytes everywhere, and a cache hit.
-    for cl in [&mut client, &mut polling, &mut blocking] {
+    for cl in [&mut client, &mut polling, &mut blocking, &mut service] {
         let o = cl.cached(&w);
         assert!(o.cache_hit);
         assert_eq!(o.decision_json.as_deref(), Some(in_process(&w).as_str()));
@@ -284,7 +288,11 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    summary(&w, &mut client, &mut polling, &mut blocking, &mut path);
+    summary(
+        &w,
+        [&mut client, &mut polling, &mut blocking, &mut service],
+        &mut path,
+    );
 }
 
 /// Iterations of one variant in a row: a stream of requests, as a loaded
@@ -296,14 +304,12 @@ const BLOCK: usize = 50;
 /// each variant and the differences of the medians.
 fn summary(
     w: &Workload,
-    client: &mut Client,
-    polling: &mut Client,
-    blocking: &mut Client,
+    [client, polling, blocking, service]: [&mut Client; 4],
     path: &mut CodePath,
 ) {
     const N: usize = 20_000;
     const WARM: usize = 2_000;
-    let mut t: Vec<Vec<Duration>> = (0..8).map(|_| Vec::with_capacity(N)).collect();
+    let mut t: Vec<Vec<Duration>> = (0..9).map(|_| Vec::with_capacity(N)).collect();
     let mut ctx_us = Vec::with_capacity(N);
     let mut eval_us = Vec::with_capacity(N);
     let time = |f: &mut dyn FnMut()| {
@@ -348,6 +354,9 @@ fn summary(
         for _ in 0..BLOCK {
             put(7, time(&mut || drop(black_box(blocking.empty()))));
         }
+        for _ in 0..BLOCK {
+            put(8, time(&mut || drop(black_box(service.cached(w)))));
+        }
     }
     // The default worker's CPU time over N back-to-back requests (utime + stime).
     let pid = client.worker.pid();
@@ -359,8 +368,8 @@ fn summary(
     let wall_per_req = s.elapsed().as_nanos() as f64 / 1000.0 / N as f64;
     let tick_us = 1e6 / clock_ticks_per_sec();
     let worker_cpu = (cpu_ticks(pid) - cpu0) as f64 * tick_us / N as f64;
-    let [(lm, lp), (cm, cp), (rm, rp), (em, ep), (pm, pp), (qm, qp), (bm, bp), (fm, fp)] =
-        [0, 1, 2, 3, 4, 5, 6, 7].map(|i| stats(&mut t[i]));
+    let [(lm, lp), (cm, cp), (rm, rp), (em, ep), (pm, pp), (qm, qp), (bm, bp), (fm, fp), (sm, sp)] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| stats(&mut t[i]));
     ctx_us.sort_unstable();
     eval_us.sort_unstable();
     let n = t[0].len();
@@ -373,10 +382,19 @@ fn summary(
     println!("                                                           median {rm:6.1} µs, p99 {rp:6.1} µs");
     println!("  sandboxed worker round trip, polling {POLL_US} µs both sides:  median {pm:6.1} µs, p99 {pp:6.1} µs");
     println!("  sandboxed worker round trip, blocking both sides:        median {bm:6.1} µs, p99 {bp:6.1} µs");
+    println!(
+        "  sandboxed worker round trip, omnid's defaults (worker sleeps, client polls adaptively):"
+    );
+    println!("                                                           median {sm:6.1} µs, p99 {sp:6.1} µs");
     println!("  empty round trip (tiny cached policy), default:          median {em:6.1} µs, p99 {ep:6.1} µs");
     println!("  empty round trip (tiny cached policy), polling:          median {qm:6.1} µs, p99 {qp:6.1} µs");
     println!("  empty round trip (tiny cached policy), blocking:         median {fm:6.1} µs, p99 {fp:6.1} µs");
-    for (name, m) in [("default", rm), ("polling", pm), ("blocking", bm)] {
+    for (name, m) in [
+        ("default", rm),
+        ("polling", pm),
+        ("blocking", bm),
+        ("omnid's defaults", sm),
+    ] {
         println!(
             "  added cost at the median, {name}: {:.1} µs (protocol CPU {:.1} µs, process boundary {:.1} µs)",
             m - lm,
