@@ -571,7 +571,7 @@ impl ApiError {
         }
     }
 
-    /// Maps a dispatcher's reply that is not a success.
+    /// Maps a pool reply that is not a success.
     pub fn from_job(r: &JobReply, deadline: Duration) -> Option<ApiError> {
         match &r.result {
             JobResult::Done(_) => None,

@@ -190,8 +190,8 @@ pub async fn handle(
         Err(SubmitError::Full) => return Err(ApiError::Overloaded),
         Err(SubmitError::Stopped) => return Err(ApiError::Draining),
     }
-    // The dispatcher answers every job it takes; this bound only matters if
-    // no dispatcher is alive to take it.
+    // The pool answers every job it takes; this bound only matters if
+    // no driver is alive to take it.
     let wait = deadline + Duration::from_millis(cfg.worker.timeout_ms) * 8 + Duration::from_secs(5);
     let reply = match tokio::time::timeout(wait, rx).await {
         Ok(Ok(r)) => r,
