@@ -163,6 +163,9 @@ fn run(cli: Cli) -> i32 {
     let started = Instant::now();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // The blocking pool only starts and reaps workers: at most one job
+        // per slot at a time.
+        .max_blocking_threads(config.workers.clamp(4, 64))
         .thread_name("omnid-http")
         .enable_all()
         .build()
