@@ -237,17 +237,8 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
         let total = received.elapsed();
         app.metrics.validate_latency(total);
         let (q, p, c, e) = log.timings.unwrap_or_default();
-        // The worker's phase timings as span fields, for subscribers that
-        // export spans; the log line repeats them flat.
-        let span = tracing::info_span!(
-            "evaluation",
-            requestId = %request_id,
-            queueUs = q,
-            parseUs = p,
-            checkUs = c,
-            evalUs = e
-        );
-        let _entered = span.enter();
+        // One event with everything, no span: the JSON log has no use for
+        // spans, and recording one cost about as much as the line itself.
         tracing::info!(
             requestId = %request_id,
             tenant = log.tenant.as_deref().unwrap_or("-"),
