@@ -101,11 +101,11 @@ pub fn validate_body(
             }
         }
     }
-    if !json_check::is_one_value(o.rules_json.as_bytes()) {
+    if !json_check::is_one_value_str(&o.rules_json) {
         return Err(ApiError::Internal);
     }
     if let Some(d) = &o.decision_json {
-        if !json_check::is_one_value(d.as_bytes()) {
+        if !json_check::is_one_value_str(d) {
             return Err(ApiError::Internal);
         }
     }
@@ -162,8 +162,16 @@ mod erased {
 /// after the value but whitespace), without building anything. Used on the
 /// JSON a worker returns, which the response embeds as it is.
 pub mod json_check {
+    /// Bytes that are exactly one JSON value, UTF-8 included (tests only:
+    /// the worker's JSON arrives as decoded, hence valid, `String`s).
+    #[cfg(test)]
     pub fn is_one_value(b: &[u8]) -> bool {
         std::str::from_utf8(b).is_ok() && check(b)
+    }
+
+    /// Text that is exactly one JSON value.
+    pub fn is_one_value_str(s: &str) -> bool {
+        check(s.as_bytes())
     }
 
     fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -346,7 +354,7 @@ pub mod json_check {
 
     #[cfg(test)]
     mod tests {
-        use super::is_one_value;
+        use super::{is_one_value, is_one_value_str};
 
         #[test]
         fn agrees_with_serde_json() {
@@ -382,6 +390,7 @@ pub mod json_check {
             for d in docs {
                 let serde = serde_json::from_str::<&serde_json::value::RawValue>(d).is_ok();
                 assert_eq!(is_one_value(d.as_bytes()), serde, "{d:?}");
+                assert_eq!(is_one_value_str(d), serde, "{d:?}");
             }
             let deep = format!("{}{}", "[{\"a\":".repeat(5000), "}]".repeat(5000));
             let unbalanced = format!("{}{}", "[".repeat(5000), "]".repeat(4999));
@@ -411,6 +420,7 @@ pub mod json_check {
                     };
                     let serde = serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok();
                     assert_eq!(is_one_value(&v), serde, "{text}");
+                    assert_eq!(is_one_value_str(text), serde, "{text}");
                 }
             }
         }
