@@ -138,6 +138,9 @@ pub struct PoolSection {
     /// one waits in the worker's socket, so a loaded worker does not sleep
     /// between requests. 1 turns this off.
     pub pipeline_depth: usize,
+    /// Only a policy whose last request in the slot took less than this has
+    /// requests queued behind it: a slow one would hold them up.
+    pub pipeline_behind_us: u64,
     /// When a request is the only one in flight, poll for its reply for up
     /// to twice the worker's last service time, if that was at most this
     /// long, before sleeping (0: never).
@@ -294,6 +297,7 @@ impl Default for PoolSection {
             quarantine_cooldown_s: 300,
             recycle_jitter_percent: 10,
             pipeline_depth: 2,
+            pipeline_behind_us: 2_000,
             reply_poll_max_us: 100,
         }
     }
@@ -569,6 +573,12 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         return Err(invalid(
             "worker.poll_before_block_us",
             "must be at most 1000",
+        ));
+    }
+    if c.pool.pipeline_behind_us > 1_000_000 {
+        return Err(invalid(
+            "pool.pipeline_behind_us",
+            "must be at most 1000000",
         ));
     }
     if c.pool.reply_poll_max_us > 1000 {

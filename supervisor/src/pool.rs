@@ -860,15 +860,11 @@ enum NextJob {
     WorkerEnded,
 }
 
-/// A policy whose last request took less than this may have another
-/// request queued behind it on its worker.
-const FAST_SERVICE: Duration = Duration::from_millis(2);
-
 /// How many fast policies a worker's driver remembers.
 const FAST_KEYS: usize = 64;
 
-/// Cache keys whose last request in a slot took under [`FAST_SERVICE`]
-/// (most recent last). Only those have jobs queued behind them, so a slow
+/// Cache keys whose last request in a slot took under
+/// `pool.pipeline_behind_us` (most recent last). Only those have jobs queued behind them, so a slow
 /// or hostile policy never holds up another request. Kept by the slot
 /// across worker replacements: it describes policies, not a process.
 #[derive(Default)]
@@ -881,8 +877,8 @@ impl FastPolicies {
 
     /// Records how long a request for `key` took, from its start to its
     /// reply (`None`: it never answered).
-    fn record(&mut self, key: &str, service: Option<Duration>) {
-        if service.is_some_and(|s| s < FAST_SERVICE) {
+    fn record(&mut self, key: &str, service: Option<Duration>, fast: Duration) {
+        if service.is_some_and(|s| s < fast) {
             if self.0.back().is_some_and(|k| k == key) {
                 return;
             }
@@ -1146,6 +1142,7 @@ impl Driver {
     ) -> Result<Live, Duration> {
         let cfg = self.shared.config();
         let depth = cfg.pool.pipeline_depth.max(1);
+        let fast_below = Duration::from_micros(cfg.pool.pipeline_behind_us);
         let mut flight: VecDeque<InFlight> = VecDeque::with_capacity(depth);
         self.start(&mut w, first, &mut flight, &cfg).await;
         // Set when a queued job was too large to wait behind another.
@@ -1196,7 +1193,7 @@ impl Driver {
             match reply {
                 Ok(Ok(o)) => {
                     w.served += 1;
-                    fast.record(&done.job.work.cache_key, Some(service));
+                    fast.record(&done.job.work.cache_key, Some(service), fast_below);
                     self.note_cache(&mut w, &done.job.work.cache_key, &o);
                     self.shared.metrics.cache(o.cache_hit);
                     answer(done.job, JobResult::Done(o), queue_time);
@@ -1210,7 +1207,7 @@ impl Driver {
                         continue;
                     }
                     w.served += 1;
-                    fast.record(&done.job.work.cache_key, Some(service));
+                    fast.record(&done.job.work.cache_key, Some(service), fast_below);
                     answer(done.job, JobResult::Failed(f), queue_time);
                 }
                 Err(failed) => {
@@ -1230,7 +1227,7 @@ impl Driver {
                             (classify(ended, cpu, limit), (ended, served))
                         }
                     };
-                    fast.record(&done.job.work.cache_key, None);
+                    fast.record(&done.job.work.cache_key, None, fast_below);
                     self.killed(&done.job.work, reason, &cfg, ended.0, ended.1);
                     answer(done.job, JobResult::Killed(reason), queue_time);
                     if !flight.is_empty() {

@@ -232,88 +232,63 @@ fn memory_bomb_is_memory_limit_and_only_that_request_fails() {
 fn requests_pipelined_behind_a_deadline_bomb_run_on_the_replacement() {
     // One worker, so that a request queued while it is busy is sent behind
     // the one it is running (`pool.pipeline_depth` = 2).
-    let srv = Server::start(&format!("workers = 1\n{SLOW_CONFIG}"));
-    // The slow policy on a small context: fast (the second time, once
-    // compiled), so requests may queue behind it from now on.
+    // Requests may wait behind a policy that took under 100 ms (generous:
+    // the warm-up below must count as fast on a loaded machine, in a debug
+    // build; the bombs take 300 ms).
+    let srv = Server::start(&format!(
+        "workers = 1\n{SLOW_CONFIG}[pool]\npipeline_behind_us = 100000\n"
+    ));
+    // The slow policy on a small context: fast, so requests may queue
+    // behind it from now on.
     for _ in 0..2 {
         let warm = srv.validate(&slow_body(3));
         assert_eq!(warm.status, 200, "{}", warm.text());
     }
-    let addr = srv.addr;
-    let send = move |body: serde_json::Value| {
-        std::thread::spawn(move || {
-            let body = serde_json::to_vec(&body).unwrap();
-            raw_request(
-                addr,
-                "POST",
-                "/api/validate",
-                &[("Content-Type", "application/json")],
-                Some(&body),
-            )
-            .expect("request")
-        })
-    };
     let deadline_bomb = |code: &str| {
         let xs: Vec<usize> = (0..150).collect();
         json!({ "code": code, "context": { "Xs": xs }, "options": { "timeoutMs": 300 } })
     };
     // A bomb of an unknown policy occupies the worker. Behind it queue a
-    // bomb of the policy known to be fast, then a good request. When the
-    // first is killed, the replacement takes the second bomb and, pipelined
-    // behind it, the good request, which must not share the bomb's fate.
-    let first = send(deadline_bomb(&slow_policy_variant("unknown")));
-    std::thread::sleep(Duration::from_millis(80));
-    let second = send(deadline_bomb(SLOW_POLICY));
-    std::thread::sleep(Duration::from_millis(40));
-    let good = send(good_body());
-    let (first, second, good) = (
-        first.join().unwrap(),
-        second.join().unwrap(),
-        good.join().unwrap(),
-    );
-    assert_eq!(
-        (first.status, first.error_code().as_str()),
-        (422, "timeout")
-    );
-    assert_eq!(
-        (second.status, second.error_code().as_str()),
-        (422, "timeout")
-    );
-    assert_eq!(good.status, 200, "{}", good.text());
-    assert_eq!(good.json()["actions"], json!(["ReturnToHome"]));
-    assert_eq!(srv.restarts("timeout"), 2);
-    let moved = |logs: &[String]| {
-        logs.iter().any(|l| {
-            l.contains("never started; they go to its replacement") && l.contains("\"moved\":1")
-        })
+    // bomb of the policy known to be fast, then a good request.
+    let sequence = |tag: &str| {
+        let first = validate_in_thread(srv.addr, &deadline_bomb(&slow_policy_variant(tag)));
+        std::thread::sleep(Duration::from_millis(80));
+        let second = validate_in_thread(srv.addr, &deadline_bomb(SLOW_POLICY));
+        std::thread::sleep(Duration::from_millis(40));
+        let good = validate_in_thread(srv.addr, &good_body());
+        let answers = [first, second, good].map(|t| t.join().unwrap());
+        for bomb in &answers[..2] {
+            assert_eq!((bomb.status, bomb.error_code().as_str()), (422, "timeout"));
+        }
+        assert_eq!(answers[2].status, 200, "{}", answers[2].text());
+        assert_eq!(answers[2].json()["actions"], json!(["ReturnToHome"]));
     };
-    assert!(
-        moved(&srv.logs()),
+    let moves = || {
+        srv.logs()
+            .iter()
+            .filter(|l| l.contains("never started; they go to its replacement"))
+            .filter(|l| l.contains("\"moved\":1"))
+            .count()
+    };
+    // When the first bomb is killed, the replacement takes the second and,
+    // pipelined behind it, the good request, which must not share the
+    // bomb's fate.
+    sequence("unknown");
+    assert_eq!(srv.restarts("timeout"), 2);
+    assert_eq!(
+        moves(),
+        1,
         "the good request was pipelined and moved: {:?}",
         srv.logs()
     );
-
     // The policy that was just killed is no longer known to be fast: the
-    // same sequence again leaves the good request in the queue until the
-    // bomb is done, instead of behind it on the worker.
-    let first = send(deadline_bomb(&slow_policy_variant("unknown 2")));
-    std::thread::sleep(Duration::from_millis(80));
-    let second = send(deadline_bomb(SLOW_POLICY));
-    std::thread::sleep(Duration::from_millis(40));
-    let good = send(good_body());
-    let (first, second, good) = (
-        first.join().unwrap(),
-        second.join().unwrap(),
-        good.join().unwrap(),
-    );
-    assert_eq!(first.error_code(), "timeout");
-    assert_eq!(second.error_code(), "timeout");
-    assert_eq!(good.status, 200, "{}", good.text());
+    // same sequence leaves the good request in the queue until the bomb is
+    // done, instead of behind it on the worker.
+    sequence("unknown 2");
     assert_eq!(srv.restarts("timeout"), 4);
-    let moves = srv
-        .logs()
-        .iter()
-        .filter(|l| l.contains("never started; they go to its replacement"))
-        .count();
-    assert_eq!(moves, 1, "nothing was queued behind the known-slow policy");
+    assert_eq!(
+        moves(),
+        1,
+        "nothing was queued behind the known-slow policy"
+    );
 }

@@ -382,6 +382,21 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     u + s
 }
 
+/// POSTs `body` to /api/validate from a new thread; join for the answer.
+pub fn validate_in_thread(addr: SocketAddr, body: &Value) -> std::thread::JoinHandle<Resp> {
+    let body = serde_json::to_vec(body).unwrap();
+    std::thread::spawn(move || {
+        raw_request(
+            addr,
+            "POST",
+            "/api/validate",
+            &[("Content-Type", "application/json")],
+            Some(&body),
+        )
+        .expect("request")
+    })
+}
+
 pub fn raw_request(
     addr: SocketAddr,
     method: &str,
