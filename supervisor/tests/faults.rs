@@ -75,14 +75,7 @@ fn worker_killed_mid_request_fails_only_that_request() {
     let ((victim_resp, kill_to_answer, back_in), good) = with_good_load(&srv, 3, 20, || {
         let slow = std::thread::spawn(move || {
             let body = serde_json::to_vec(&slow_body(200)).unwrap();
-            let r = raw_request(
-                addr,
-                "POST",
-                "/api/validate",
-                &[("Content-Type", "application/json")],
-                Some(&body),
-            )
-            .unwrap();
+            let r = post_validate(addr, &body).unwrap();
             (r, Instant::now())
         });
         // The busy worker is the one burning CPU on the slow request.

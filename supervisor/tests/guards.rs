@@ -54,19 +54,7 @@ fn rate_limit_is_per_client_behind_a_trusted_proxy() {
 fn full_queue_gets_503_overloaded_at_once() {
     let srv = Server::start(&format!("workers = 1\n{SLOW_CONFIG}[pool]\nqueue = 1\n"));
     let addr = srv.addr;
-    let slow = |n: usize| {
-        std::thread::spawn(move || {
-            let body = serde_json::to_vec(&slow_body(n)).unwrap();
-            raw_request(
-                addr,
-                "POST",
-                "/api/validate",
-                &[("Content-Type", "application/json")],
-                Some(&body),
-            )
-            .unwrap()
-        })
-    };
+    let slow = |n: usize| validate_in_thread(addr, &slow_body(n));
     // One running, one queued.
     let first = slow(120);
     assert!(srv.wait_ready_where(Duration::from_secs(5), |v| v["workers"]["busy"] == 1));
@@ -101,17 +89,7 @@ fn inflight_cap_gets_503_overloaded() {
         "workers = 2\n{SLOW_CONFIG}[pool]\nmax_inflight = 1\n"
     ));
     let addr = srv.addr;
-    let first = std::thread::spawn(move || {
-        let body = serde_json::to_vec(&slow_body(100)).unwrap();
-        raw_request(
-            addr,
-            "POST",
-            "/api/validate",
-            &[("Content-Type", "application/json")],
-            Some(&body),
-        )
-        .unwrap()
-    });
+    let first = validate_in_thread(addr, &slow_body(100));
     assert!(srv.wait_ready_where(Duration::from_secs(5), |v| v["inflight"] == 1));
     let r = srv.validate(&good_body());
     assert_eq!((r.status, r.error_code().as_str()), (503, "overloaded"));

@@ -137,13 +137,7 @@ fn sigterm_lets_a_slow_request_finish_then_exits_0() {
     let slow = std::thread::spawn(move || {
         let body = serde_json::to_vec(&slow_body(150)).unwrap();
         let t = Instant::now();
-        let r = raw_request(
-            addr,
-            "POST",
-            "/api/validate",
-            &[("Content-Type", "application/json")],
-            Some(&body),
-        );
+        let r = post_validate(addr, &body);
         (r, t.elapsed())
     });
     assert!(srv.wait_ready_where(Duration::from_secs(5), |v| v["workers"]["busy"] == 1));

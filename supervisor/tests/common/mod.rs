@@ -382,19 +382,21 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     u + s
 }
 
+/// POSTs a JSON body to /api/validate on a connection of its own.
+pub fn post_validate(addr: SocketAddr, body: &[u8]) -> std::io::Result<Resp> {
+    raw_request(
+        addr,
+        "POST",
+        "/api/validate",
+        &[("Content-Type", "application/json")],
+        Some(body),
+    )
+}
+
 /// POSTs `body` to /api/validate from a new thread; join for the answer.
 pub fn validate_in_thread(addr: SocketAddr, body: &Value) -> std::thread::JoinHandle<Resp> {
     let body = serde_json::to_vec(body).unwrap();
-    std::thread::spawn(move || {
-        raw_request(
-            addr,
-            "POST",
-            "/api/validate",
-            &[("Content-Type", "application/json")],
-            Some(&body),
-        )
-        .expect("request")
-    })
+    std::thread::spawn(move || post_validate(addr, &body).expect("request"))
 }
 
 pub fn raw_request(
@@ -792,14 +794,7 @@ pub fn with_good_load<T>(
                 let mut out = Vec::new();
                 let body = serde_json::to_vec(&good_body()).unwrap();
                 for _ in 0..per_thread {
-                    let r = raw_request(
-                        addr,
-                        "POST",
-                        "/api/validate",
-                        &[("Content-Type", "application/json")],
-                        Some(&body),
-                    )
-                    .expect("good request");
+                    let r = post_validate(addr, &body).expect("good request");
                     check_response(&doc, "POST", "/api/validate", &r);
                     out.push(r);
                     std::thread::sleep(Duration::from_millis(5));
