@@ -202,22 +202,6 @@ impl PoolShared {
         }
     }
 
-    /// Whether some worker is waiting for work (then a job should go to it,
-    /// not wait behind another).
-    fn any_idle(&self) -> bool {
-        self.slots
-            .iter()
-            .any(|s| s.load(Ordering::Relaxed) == SlotState::Idle as u8)
-    }
-
-    /// Workers with requests in flight.
-    fn busy(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| s.load(Ordering::Relaxed) == SlotState::Busy as u8)
-            .count()
-    }
-
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
@@ -609,7 +593,8 @@ impl WorkerPool {
 type WorkerSocket = tokio::net::UnixStream;
 
 /// Reads what the socket has without blocking: `WouldBlock` when it is
-/// empty (which also tells the reactor to wait for the next edge).
+/// empty (which also tells the reactor to wait for the next edge), or when
+/// the reactor has not yet seen it become readable.
 struct NonBlocking<'a>(&'a WorkerSocket);
 
 impl Read for NonBlocking<'_> {
@@ -618,32 +603,53 @@ impl Read for NonBlocking<'_> {
     }
 }
 
+/// Reads the socket itself, whatever the reactor last saw: what polling
+/// needs, as the reactor may not run while this thread polls.
+struct Recv<'a>(&'a WorkerSocket);
+
+impl Read for Recv<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: recv into the caller's buffer with its real length, on a
+        // socket we own.
+        let n = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
 /// Reads the next reply, waiting at most until `until`. A reply already in
 /// the reader's buffer (one `recv` can bring several) is decoded without a
 /// system call.
 async fn read_reply(w: &mut Live, until: Instant, poll: Duration) -> Exchange {
-    if !poll.is_zero() {
-        // Poll, holding this runtime thread (only when the pool is lightly
-        // loaded, so nothing else waits for it), giving the CPU to other
-        // processes between polls: the worker may be on this CPU.
-        let stop = (Instant::now() + poll).min(until);
-        loop {
-            match w.reader.read::<Reply, _>(&mut NonBlocking(&w.stream)) {
-                Ok(reply) => return Exchange::Reply(reply),
-                Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Exchange::Broken,
-            }
-            if Instant::now() >= stop {
-                break;
-            }
-            std::thread::yield_now();
-        }
-    }
+    // Polling holds this runtime thread (only done when the pool is lightly
+    // loaded, so nothing else waits for it), giving the CPU to other
+    // processes between polls: the worker may be on this CPU.
+    let stop_polling = (Instant::now() + poll).min(until);
     loop {
-        match w.reader.read::<Reply, _>(&mut NonBlocking(&w.stream)) {
+        let polling = Instant::now() < stop_polling;
+        let read = if polling {
+            w.reader.read::<Reply, _>(&mut Recv(&w.stream))
+        } else {
+            w.reader.read::<Reply, _>(&mut NonBlocking(&w.stream))
+        };
+        match read {
             Ok(reply) => return Exchange::Reply(reply),
             Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return Exchange::Broken,
+        }
+        if polling {
+            std::thread::yield_now();
+            continue;
         }
         match tokio::time::timeout_at(until.into(), w.stream.readable()).await {
             Err(_) => return Exchange::Deadline,
@@ -718,21 +724,31 @@ fn unavailable(job: Job) {
 /// Whether an idle worker has ended or sent bytes nobody asked for
 /// (already read into its buffer, or still in the socket).
 fn idle_ended(w: &Live) -> bool {
-    w.reader.buffered() > 0 || peer_gone(&w.stream)
+    w.reader.buffered() > 0 || !is_would_block(&peek(&w.stream))
 }
 
-/// Whether an idle worker's socket shows its end: hang-up, error, or data
-/// nobody asked for (which is a protocol error, so the worker goes too).
-fn peer_gone(stream: &WorkerSocket) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd {
-        fd: stream.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+/// A one-byte `MSG_PEEK` on the socket itself, whatever the reactor last
+/// saw: `Ok(0)` at its end, `WouldBlock` when empty and open.
+fn peek(stream: &WorkerSocket) -> io::Result<usize> {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte buffer we own, on a socket we own.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
     };
-    // SAFETY: one valid pollfd for a socket we own; zero timeout.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    n > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn is_would_block<T>(r: &io::Result<T>) -> bool {
+    matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Kills (when `kill`) and reaps a worker; returns how it ended and its CPU time.
@@ -1042,8 +1058,10 @@ impl Driver {
                 _ = tokio::time::sleep_until(until) => return NextJob::Timeout,
                 ready = w.stream.readable() => {
                     // Readiness may be left over from the last reply; a peek
-                    // tells (and clears it when the socket is really empty).
-                    if ready.is_err() || w.reader.buffered() > 0 || !idle_socket_empty(&w.stream) {
+                    // tells (and through `try_io` clears it when the socket
+                    // is really empty).
+                    let empty = is_would_block(&w.stream.try_io(Interest::READABLE, || peek(&w.stream)));
+                    if ready.is_err() || w.reader.buffered() > 0 || !empty {
                         return NextJob::WorkerEnded;
                     }
                 }
@@ -1152,7 +1170,8 @@ impl Driver {
                 && flight.len() < depth
                 && !flight.is_empty()
                 && w.served + (flight.len() as u64) < w.recycle_after
-                && !self.shared.any_idle()
+                // An idle worker should take the job rather than it wait here.
+                && self.shared.states().0 == 0
                 && flight.iter().all(|f| fast.contains(&f.job.work.cache_key))
             {
                 let Ok(job) = rx.try_recv() else { break };
@@ -1173,7 +1192,7 @@ impl Driver {
             let id = front.id;
             // Poll for the reply only when nothing else is going on: one
             // request in flight in the whole pool.
-            let poll = if flight.len() == 1 && rx.is_empty() && self.shared.busy() == 1 {
+            let poll = if flight.len() == 1 && rx.is_empty() && self.shared.states().1 == 1 {
                 w.reply_poll.window()
             } else {
                 Duration::ZERO
@@ -1382,29 +1401,6 @@ impl Driver {
             w.cached.push_back(key.to_string());
         }
     }
-}
-
-/// Whether an idle worker's socket is empty and open (a peek; an empty
-/// socket also clears the reactor's readiness for it).
-fn idle_socket_empty(stream: &WorkerSocket) -> bool {
-    let peek = stream.try_io(Interest::READABLE, || {
-        let mut byte = 0u8;
-        // SAFETY: a one-byte buffer we own, on a socket we own.
-        let n = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                (&mut byte as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n)
-        }
-    });
-    matches!(peek, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Answers a job with `result`.
