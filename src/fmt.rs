@@ -65,7 +65,7 @@ impl std::fmt::Display for FmtError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FmtError::Invalid(c) => {
-                let n = c.diagnostics.iter().filter(|d| d.is_error()).count();
+                let n = c.errors().count();
                 write!(f, "the policy has {n} error(s); it is not formatted")
             }
             FmtError::Changed(why) => write!(
@@ -1120,12 +1120,7 @@ pub fn run_cli(
         let formatted = match format_policy(&text, opts) {
             Ok(f) => f,
             Err(FmtError::Invalid(c)) => {
-                let errors: Vec<_> = c
-                    .diagnostics
-                    .iter()
-                    .filter(|d| d.is_error())
-                    .cloned()
-                    .collect();
+                let errors: Vec<_> = c.errors().cloned().collect();
                 let _ = write!(
                     err,
                     "{}",

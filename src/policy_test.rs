@@ -327,12 +327,7 @@ fn run_file(path: &Path, cases: &mut Vec<CaseResult>, runs: &mut Vec<(String, Po
                 };
                 let c = crate::compile(&source, &opts);
                 let r = c.policy.clone().ok_or_else(|| {
-                    let errors: Vec<_> = c
-                        .diagnostics
-                        .iter()
-                        .filter(|d| d.is_error())
-                        .cloned()
-                        .collect();
+                    let errors: Vec<_> = c.errors().cloned().collect();
                     format!(
                         "the policy {policy_name} has errors under the {} profile:\n{}",
                         if profile == Profile::Strict {

@@ -324,13 +324,7 @@ fn readiness(app: &App, request_id: &str) -> Response<Body> {
     let v = serde_json::json!({
         "requestId": request_id,
         "status": status,
-        "workers": {
-            "total": s.workers_total,
-            "idle": s.workers_idle,
-            "busy": s.workers_busy,
-            "starting": s.workers_starting,
-            "down": s.workers_down,
-        },
+        "workers": s.workers_json(),
         "inflight": s.inflight,
         "maxInflight": app.settings().config.pool.max_inflight,
         "queueDepth": s.queue_depth,

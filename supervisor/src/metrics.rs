@@ -66,6 +66,19 @@ pub struct Snapshot {
     pub uptime_sec: u64,
 }
 
+impl Snapshot {
+    /// The `workers` object of the health and metrics answers.
+    pub fn workers_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "total": self.workers_total,
+            "idle": self.workers_idle,
+            "busy": self.workers_busy,
+            "starting": self.workers_starting,
+            "down": self.workers_down,
+        })
+    }
+}
+
 #[derive(Default)]
 struct Mirror {
     requests: BTreeMap<(&'static str, u16), u64>,
@@ -382,13 +395,7 @@ impl Metrics {
             "validateLatency": self.latency_sc.json(),
             "phases": phases,
             "workerRestarts": restarts,
-            "workers": {
-                "total": s.workers_total,
-                "idle": s.workers_idle,
-                "busy": s.workers_busy,
-                "starting": s.workers_starting,
-                "down": s.workers_down,
-            },
+            "workers": s.workers_json(),
             "inflight": s.inflight,
             "queueDepth": s.queue_depth,
             "quarantinedPolicies": s.quarantined_policies,
