@@ -6,6 +6,7 @@
 //! wrappers around these modules.
 
 pub mod floor;
+pub mod inprocess;
 pub mod loadgen;
 pub mod procs;
 pub mod workload;

@@ -1,7 +1,8 @@
 //! `loadtest`: the load-test driver of issue 7 (run by `bench/run-load.sh`).
 //!
-//! Starts the fixed-JSON `floor` server and `omnid` (release builds, next
-//! to this binary) on 127.0.0.1 with `bench/omnid-load.toml`, runs every
+//! Starts the fixed-JSON `floor` server, the in-process ceiling `inprocess`
+//! (omnid's work with no worker) and `omnid` (release builds, next to this
+//! binary) on 127.0.0.1 with `bench/omnid-load.toml`, runs every
 //! scenario bounded in time against them, and writes
 //! `bench/results/load-report.md` and `bench/results/load-raw.json`.
 //!
@@ -9,7 +10,7 @@
 //! loadtest [--out DIR] [--quick] [--only GROUP,...] [--hostile-rate N]
 //! ```
 //!
-//! Groups: `floor`, `omnid` (closed loop at 1/8/64 connections and the
+//! Groups: `floor` (with the ceiling), `omnid` (closed loop at 1/8/64 connections and the
 //! open-loop run at half the maximum), `sizes`, `cache`, `hostile`,
 //! `tunables`. Server CPU per request is measured from the process tree's
 //! CPU time (`/proc`), which a busy machine disturbs far less than
@@ -363,6 +364,13 @@ fn main() {
     let floor =
         Server::start(fcmd, &tmp.join("floor.log"), None).unwrap_or_else(|e| panic!("floor: {e}"));
 
+    let ceiling = Server::start(
+        Command::new(sibling("inprocess")),
+        &tmp.join("inprocess.log"),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("inprocess: {e}"));
+
     let conns = [1usize, 8, 64];
     let t = run.time(1.0, 5.0);
     let mut floor_max: f64 = 0.0;
@@ -384,6 +392,17 @@ fn main() {
                 json!({ "connections": c }),
             );
             floor_max = floor_max.max(r.all.rps);
+            run.scenario(
+                "floor",
+                &format!("ceiling_c{c}"),
+                "omnid's work evaluated in-process (no worker), standard workload, cache hit, closed loop",
+                &ceiling,
+                vec![standard()],
+                c,
+                Mode::Closed,
+                t,
+                json!({ "connections": c }),
+            );
             let r = run.scenario(
                 "omnid",
                 &format!("omnid_c{c}"),
@@ -464,6 +483,7 @@ fn main() {
         );
     }
     drop(floor);
+    drop(ceiling);
 
     if run.want("hostile") {
         // Each deadline bomb kills a worker: with 2 % deadline bombs the
@@ -749,6 +769,11 @@ fn report(raw: &Value) -> String {
             ratio >= 0.40,
         ));
     }
+    let ceiling_max = ["ceiling_c1", "ceiling_c8", "ceiling_c64"]
+        .iter()
+        .filter_map(|n| find(raw, n))
+        .map(|s| f(&s["report"]["all"]["rps"]))
+        .fold(0.0, f64::max);
     if let Some(s) = find(raw, "omnid_open_half_max") {
         let r = &s["report"]["all"];
         let p99 = f(&r["p99_us"]) / 1000.0;
@@ -791,6 +816,14 @@ fn report(raw: &Value) -> String {
             if *pass { "**PASS**" } else { "**FAIL**" }
         );
     }
+    if floor_max > 0.0 && ceiling_max > 0.0 {
+        let _ = writeln!(
+            md,
+            "- For scale: the same work evaluated in-process with no worker (`inprocess`, the ceiling of any isolating design) reached {ceiling_max:.0} req/s = {:.0} % of the floor; omnid reached {:.0} % of that ceiling.",
+            100.0 * ceiling_max / floor_max,
+            100.0 * omnid_max / ceiling_max
+        );
+    }
     md.push('\n');
 
     // Throughput and latency.
@@ -803,6 +836,12 @@ fn report(raw: &Value) -> String {
     for c in [1, 8, 64] {
         if let Some(s) = find(raw, &format!("floor_c{c}")) {
             md.push_str(&table_row(s, &format!("floor, {c} connections")));
+        }
+        if let Some(s) = find(raw, &format!("ceiling_c{c}")) {
+            md.push_str(&table_row(
+                s,
+                &format!("in-process ceiling, {c} connections"),
+            ));
         }
         if let Some(s) = find(raw, &format!("omnid_c{c}")) {
             md.push_str(&table_row(s, &format!("omnid, {c} connections")));
@@ -823,11 +862,24 @@ fn report(raw: &Value) -> String {
             find(raw, &format!("omnid_c{c}")),
             find(raw, &format!("floor_c{c}")),
         ) {
-            let _ = writeln!(
+            let omnid = f(&a["report"]["all"]["rps"]);
+            let _ = write!(
                 md,
-                "- {c} connection(s): omnid at {:.0} % of the floor.",
-                100.0 * f(&a["report"]["all"]["rps"]) / f(&b["report"]["all"]["rps"]).max(1.0)
+                "- {c} connection(s): omnid at {:.0} % of the floor",
+                100.0 * omnid / f(&b["report"]["all"]["rps"]).max(1.0)
             );
+            match find(raw, &format!("ceiling_c{c}")) {
+                Some(x) => {
+                    let x = f(&x["report"]["all"]["rps"]);
+                    let _ = writeln!(
+                        md,
+                        "; the in-process ceiling at {:.0} % of the floor, omnid at {:.0} % of the ceiling.",
+                        100.0 * x / f(&b["report"]["all"]["rps"]).max(1.0),
+                        100.0 * omnid / x.max(1.0)
+                    );
+                }
+                None => md.push_str(".\n"),
+            }
         }
     }
     md.push('\n');

@@ -1,0 +1,40 @@
+//! `inprocess`: the in-process ceiling (see `omni_bench::inprocess`): omnid's
+//! work for `POST /api/validate` done on the HTTP thread, with no worker.
+//!
+//! `inprocess [--listen 127.0.0.1:0] [--threads 2]` prints
+//! `listening on ADDR` on its first line, then serves until killed.
+
+use clap::Parser;
+use std::io::Write;
+
+#[derive(Parser)]
+#[command(
+    about = "omnid's validate path evaluated in-process: the ceiling of any isolating design"
+)]
+struct Args {
+    /// Address to bind (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Runtime worker threads (omnid uses 2).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .thread_name("inproc-http")
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .unwrap_or_else(|e| panic!("cannot listen on {}: {e}", args.listen));
+        let addr = listener.local_addr().expect("local address");
+        println!("listening on {addr}");
+        let _ = std::io::stdout().flush();
+        omni_bench::inprocess::serve(listener).await;
+    });
+}
