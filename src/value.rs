@@ -51,19 +51,95 @@ impl Value {
     }
 }
 
-/// An object that keeps its keys in the order they were written. Small
-/// objects are scanned; larger ones get a hash index on first build.
-#[derive(Debug, Clone, Default)]
+/// An object that keeps its keys in the order they were written. The keys
+/// live in a [`Shape`] that objects with the same keys in the same order
+/// share (the records of a list, as the context parser finds them), so
+/// making or dropping such an object touches one reference count, not one
+/// per key.
+#[derive(Debug, Clone)]
 pub struct Object {
-    entries: Vec<(Arc<str>, Value)>,
+    shape: Arc<Shape>,
+    values: Vec<Value>,
+}
+
+/// The keys of an object, in written order, without repeats. Small shapes
+/// are scanned; larger ones carry a hash index, built once per shape.
+#[derive(Debug, Default)]
+pub struct Shape {
+    keys: Vec<Arc<str>>,
     index: Option<std::collections::HashMap<Arc<str>, u32, rustc_hash::FxBuildHasher>>,
 }
 
 const INDEX_THRESHOLD: usize = 12;
 
+impl Shape {
+    /// A shape of `keys`, or `None` when a key repeats. `interned`: equal
+    /// texts are the same `Arc` (the parser's keys), so a pointer
+    /// comparison finds repeats.
+    fn new(keys: Vec<Arc<str>>, interned: bool) -> Result<Shape, Vec<Arc<str>>> {
+        let n = keys.len();
+        if n <= INDEX_THRESHOLD {
+            let same = |a: &Arc<str>, b: &Arc<str>| {
+                if interned {
+                    Arc::ptr_eq(a, b)
+                } else {
+                    a == b
+                }
+            };
+            if (1..n).any(|i| keys[..i].iter().any(|k| same(k, &keys[i]))) {
+                return Err(keys);
+            }
+            return Ok(Shape { keys, index: None });
+        }
+        let mut ix =
+            std::collections::HashMap::with_capacity_and_hasher(n, rustc_hash::FxBuildHasher);
+        for (i, k) in keys.iter().enumerate() {
+            if ix.insert(k.clone(), i as u32).is_some() {
+                return Err(keys);
+            }
+        }
+        Ok(Shape {
+            keys,
+            index: Some(ix),
+        })
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(ix) => ix.get(key).map(|&i| i as usize),
+            // Length and first byte filter before the byte comparison.
+            None => {
+                let kb = key.as_bytes();
+                self.keys.iter().position(|k| {
+                    let b = k.as_bytes();
+                    b.len() == kb.len() && b.first() == kb.first() && b == kb
+                })
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
 impl PartialEq for Object {
     fn eq(&self, other: &Object) -> bool {
-        self.entries == other.entries
+        (Arc::ptr_eq(&self.shape, &other.shape) || self.shape.keys == other.shape.keys)
+            && self.values == other.values
+    }
+}
+
+impl Default for Object {
+    fn default() -> Object {
+        Object {
+            shape: Arc::new(Shape::default()),
+            values: Vec::new(),
+        }
     }
 }
 
@@ -75,113 +151,75 @@ impl Object {
     /// Builds from entries; a repeated key keeps its first position and its
     /// last value (as JSON parsers commonly do).
     pub fn from_entries(entries: Vec<(Arc<str>, Value)>) -> Object {
-        let mut obj = Object {
-            entries: Vec::with_capacity(entries.len()),
-            index: None,
+        let (keys, values): (Vec<_>, Vec<_>) = entries.into_iter().unzip();
+        Object::from_parts(keys, values, false)
+    }
+
+    /// Builds from keys and their values (same length); see
+    /// [`from_entries`](Self::from_entries) for repeated keys.
+    fn from_parts(keys: Vec<Arc<str>>, values: Vec<Value>, interned: bool) -> Object {
+        debug_assert_eq!(keys.len(), values.len());
+        let keys = match Shape::new(keys, interned) {
+            Ok(shape) => {
+                return Object {
+                    shape: Arc::new(shape),
+                    values,
+                }
+            }
+            // Rare: a key repeats.
+            Err(keys) => keys,
         };
-        for (k, v) in entries {
-            obj.insert(k, v);
-        }
-        obj.build_index();
-        obj
-    }
-
-    /// Builds from entries whose keys are interned (equal text ⇔ same
-    /// `Arc`), as the context parser makes them: duplicates are found by
-    /// pointer, and the common case (none) keeps the vector as it is.
-    fn from_interned(entries: Vec<(Arc<str>, Value)>) -> Object {
-        let n = entries.len();
-        if n <= INDEX_THRESHOLD {
-            let dup = (1..n).any(|i| {
-                entries[..i]
-                    .iter()
-                    .any(|(k, _)| Arc::ptr_eq(k, &entries[i].0))
-            });
-            if dup {
-                return Object::from_entries(entries);
-            }
-            return Object {
-                entries,
-                index: None,
-            };
-        }
-        let mut ix =
-            std::collections::HashMap::with_capacity_and_hasher(n, rustc_hash::FxBuildHasher);
-        for (i, (k, _)) in entries.iter().enumerate() {
-            if ix.insert(k.clone(), i as u32).is_some() {
-                return Object::from_entries(entries);
+        let mut unique: Vec<Arc<str>> = Vec::with_capacity(keys.len());
+        let mut kept: Vec<Value> = Vec::with_capacity(values.len());
+        for (k, v) in keys.into_iter().zip(values) {
+            match unique.iter().position(|u| *u == k) {
+                Some(i) => kept[i] = v,
+                None => {
+                    unique.push(k);
+                    kept.push(v);
+                }
             }
         }
+        let shape = Shape::new(unique, false).unwrap_or_else(|keys| Shape { keys, index: None });
         Object {
-            entries,
-            index: Some(ix),
+            shape: Arc::new(shape),
+            values: kept,
         }
     }
 
-    fn insert(&mut self, k: Arc<str>, v: Value) {
-        if let Some(i) = self.position(&k) {
-            self.entries[i].1 = v;
-            return;
-        }
-        if let Some(ix) = &mut self.index {
-            ix.insert(k.clone(), self.entries.len() as u32);
-        }
-        self.entries.push((k, v));
-        if self.index.is_none() && self.entries.len() > INDEX_THRESHOLD {
-            self.build_index();
-        }
-    }
-
-    fn build_index(&mut self) {
-        if self.entries.len() > INDEX_THRESHOLD {
-            let mut ix = std::collections::HashMap::with_capacity_and_hasher(
-                self.entries.len(),
-                rustc_hash::FxBuildHasher,
-            );
-            for (i, (k, _)) in self.entries.iter().enumerate() {
-                ix.insert(k.clone(), i as u32);
-            }
-            self.index = Some(ix);
-        }
+    /// An object of `shape` (its keys) and `values`, one per key.
+    fn with_shape(shape: Arc<Shape>, values: Vec<Value>) -> Object {
+        debug_assert_eq!(shape.keys.len(), values.len());
+        Object { shape, values }
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        match &self.index {
-            Some(ix) => ix.get(key).map(|&i| i as usize),
-            // Length and first byte filter before the byte comparison.
-            None => {
-                let kb = key.as_bytes();
-                self.entries.iter().position(|(k, _)| {
-                    let b = k.as_bytes();
-                    b.len() == kb.len() && b.first() == kb.first() && b == kb
-                })
-            }
-        }
+        self.shape.position(key)
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.position(key).map(|i| &self.entries[i].1)
+        self.position(key).map(|i| &self.values[i])
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.values.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.values.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Value)> {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.shape.keys.iter().zip(self.values.iter())
     }
 
     /// The `i`-th entry in written order.
     pub fn entry(&self, i: usize) -> Option<(&Arc<str>, &Value)> {
-        self.entries.get(i).map(|(k, v)| (k, v))
+        Some((self.shape.keys.get(i)?, self.values.get(i)?))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.entries.iter().map(|(k, _)| k)
+        self.shape.keys.iter()
     }
 }
 
@@ -446,15 +484,19 @@ struct Buffers {
     /// Object keys and short strings.
     keys: Interner,
     /// Entries of the objects being parsed, innermost last.
-    entries: Vec<(Arc<str>, Value)>,
+    names: Vec<Arc<str>>,
+    /// Values of the objects being parsed, innermost last (one per key
+    /// in `names`, except while an object's keys match the predicted shape:
+    /// those keys are not pushed).
+    fields: Vec<Value>,
     /// Elements of the lists being parsed, innermost last.
     elements: Vec<Value>,
     /// Unescaped text of a string with escapes.
     scratch: Vec<u8>,
     /// Shared by all empty lists.
     empty_list: Option<Arc<Vec<Value>>>,
-    /// By depth: the keys of the last object parsed there (interned).
-    shapes: Vec<Vec<Arc<str>>>,
+    /// By depth: the shape of the last object parsed there.
+    shapes: Vec<Option<Arc<Shape>>>,
 }
 
 thread_local! {
@@ -614,10 +656,15 @@ impl Interner {
 impl Drop for Parser<'_> {
     fn drop(&mut self) {
         let mut m = std::mem::take(&mut self.m);
-        m.entries.clear();
+        m.names.clear();
+        m.fields.clear();
         m.elements.clear();
-        if m.entries.capacity() > KEEP_STACK || m.elements.capacity() > KEEP_STACK {
-            m.entries = Vec::new();
+        if m.names.capacity() > KEEP_STACK
+            || m.fields.capacity() > KEEP_STACK
+            || m.elements.capacity() > KEEP_STACK
+        {
+            m.names = Vec::new();
+            m.fields = Vec::new();
             m.elements = Vec::new();
         }
         if m.scratch.capacity() > KEEP_STACK {
@@ -627,7 +674,7 @@ impl Drop for Parser<'_> {
             m.keys = Interner::default();
             m.shapes.clear();
         }
-        if m.shapes.len() > 8 || m.shapes.iter().any(|s| s.len() > 64) {
+        if m.shapes.len() > 8 || m.shapes.iter().flatten().any(|s| s.len() > 64) {
             m.shapes.clear();
         }
         BUFFERS.with(|b| b.set(Some(Box::new(m))));
@@ -785,15 +832,22 @@ impl<'a> Parser<'a> {
     fn object(&mut self) -> PResult<Value> {
         self.descend()?;
         self.i += 1;
-        let start = self.m.entries.len();
+        let names_start = self.m.names.len();
+        let start = self.m.fields.len();
         // Objects in a list tend to repeat the keys of the one before: the
-        // keys of the last object at this depth are tried first (a byte
-        // comparison instead of a table lookup).
+        // shape of the last object at this depth is tried first (a byte
+        // comparison instead of a table lookup), and while its keys match
+        // they are not even cloned; an object that matches it whole shares
+        // it. Taken out while this object is parsed (nested objects are
+        // deeper) and put back after.
         let depth = self.depth;
         if self.m.shapes.len() <= depth {
-            self.m.shapes.resize_with(depth + 1, Vec::new);
+            self.m.shapes.resize_with(depth + 1, || None);
         }
-        let mut predicted_all = true;
+        let predicted = self.m.shapes[depth].take();
+        let predicted_keys: &[Arc<str>] = predicted.as_deref().map_or(&[], |p| &p.keys);
+        // Keys matched against `predicted` so far, before any mismatch.
+        let mut matching = true;
         let mut j = 0;
         self.skip_ws();
         if self.peek() == Some(b'}') {
@@ -805,17 +859,20 @@ impl<'a> Parser<'a> {
                 }
                 self.i += 1;
                 let s = self.string()?;
-                let predicted = match (s, self.m.shapes[depth].get(j)) {
-                    (Str::Input(a, b), Some(k)) if k.as_bytes() == &self.b[a..b] => Some(k.clone()),
-                    _ => None,
-                };
-                let key = match predicted {
-                    Some(k) => k,
-                    None => {
-                        predicted_all = false;
-                        self.text(s, usize::MAX)?
+                let hit = matching
+                    && match (s, predicted_keys.get(j)) {
+                        (Str::Input(a, b), Some(k)) => k.as_bytes() == &self.b[a..b],
+                        _ => false,
+                    };
+                if !hit {
+                    if matching {
+                        // The keys matched so far are needed after all.
+                        matching = false;
+                        self.m.names.extend(predicted_keys[..j].iter().cloned());
                     }
-                };
+                    let key = self.text(s, usize::MAX)?;
+                    self.m.names.push(key);
+                }
                 j += 1;
                 self.count()?;
                 self.skip_ws();
@@ -825,7 +882,7 @@ impl<'a> Parser<'a> {
                 self.i += 1;
                 self.skip_ws();
                 let v = self.value()?;
-                self.m.entries.push((key, v));
+                self.m.fields.push(v);
                 self.skip_ws();
                 match self.peek() {
                     Some(b',') => {
@@ -841,27 +898,45 @@ impl<'a> Parser<'a> {
             }
         }
         self.depth -= 1;
-        if j > 0 && (!predicted_all || j != self.m.shapes[depth].len()) && self.all_interned {
-            let Buffers {
-                shapes, entries, ..
-            } = &mut self.m;
-            let shape = &mut shapes[depth];
-            shape.clear();
-            shape.extend(entries[start..].iter().map(|(k, _)| k.clone()));
-        }
+        let shape = if matching && j == predicted_keys.len() && j > 0 {
+            predicted.clone()
+        } else {
+            if matching {
+                self.m.names.extend(predicted_keys[..j].iter().cloned());
+            }
+            None
+        };
         // `{"value": 250, "unit": "cm"}` is a quantity (LANGUAGE.md §5).
-        if self.m.entries.len() - start == 2 {
-            if let Some(q) = quantity_object(&self.m.entries[start..]) {
-                self.m.entries.truncate(start);
+        if j == 2 {
+            let keys = match &shape {
+                Some(sh) => &sh.keys[..],
+                None => &self.m.names[names_start..],
+            };
+            if let Some(q) = quantity_object(keys, &self.m.fields[start..]) {
+                self.m.fields.truncate(start);
+                self.m.names.truncate(names_start);
+                self.m.shapes[depth] = predicted;
                 return Ok(q);
             }
         }
-        let entries: Vec<(Arc<str>, Value)> = self.m.entries.drain(start..).collect();
-        Ok(Value::Obj(Arc::new(if self.all_interned {
-            Object::from_interned(entries)
-        } else {
-            Object::from_entries(entries)
-        })))
+        let values: Vec<Value> = self.m.fields.drain(start..).collect();
+        let obj = match shape {
+            Some(sh) => {
+                self.m.shapes[depth] = predicted;
+                Object::with_shape(sh, values)
+            }
+            None => {
+                let keys: Vec<Arc<str>> = self.m.names.drain(names_start..).collect();
+                let obj = Object::from_parts(keys, values, self.all_interned);
+                self.m.shapes[depth] = if j > 0 {
+                    Some(obj.shape.clone())
+                } else {
+                    predicted
+                };
+                obj
+            }
+        };
+        Ok(Value::Obj(Arc::new(obj)))
     }
 
     /// The text of a parsed string as an `Arc`, interned when it is at
@@ -1101,10 +1176,10 @@ enum Str {
     Scratch,
 }
 
-fn quantity_object(entries: &[(Arc<str>, Value)]) -> Option<Value> {
+fn quantity_object(keys: &[Arc<str>], values: &[Value]) -> Option<Value> {
     let mut value = None;
     let mut unit = None;
-    for (k, v) in entries {
+    for (k, v) in keys.iter().zip(values) {
         match (&**k, v) {
             ("value", Value::Num(n)) => value = Some(*n),
             ("unit", Value::Str(s)) => unit = units::lookup(s),
@@ -1126,16 +1201,14 @@ pub fn from_json_value(v: &serde_json::Value) -> Value {
             Value::List(Arc::new(a.iter().map(from_json_value).collect()))
         }
         serde_json::Value::Object(o) => {
-            let entries: Vec<(Arc<str>, Value)> = o
-                .iter()
-                .map(|(k, v)| (Arc::from(k.as_str()), from_json_value(v)))
-                .collect();
-            if entries.len() == 2 {
-                if let Some(q) = quantity_object(&entries) {
+            let keys: Vec<Arc<str>> = o.keys().map(|k| Arc::from(k.as_str())).collect();
+            let values: Vec<Value> = o.values().map(from_json_value).collect();
+            if keys.len() == 2 {
+                if let Some(q) = quantity_object(&keys, &values) {
                     return q;
                 }
             }
-            Value::Obj(Arc::new(Object::from_entries(entries)))
+            Value::Obj(Arc::new(Object::from_parts(keys, values, false)))
         }
     }
 }
@@ -1236,6 +1309,8 @@ mod tests {
             r#"{"q": {"value": 250, "unit": "cm"}, "r": {"unit": "kg", "value": 2}, "n": {"value": 1, "unit": "nope"}}"#,
             r#"{"dup": 1, "other": 2, "dup": 3}"#,
             r#"{"l": [{"a":1,"b":2},{"a":3,"b":4,"c":5},{"b":1,"a":2},{"a":1},{"a":1,"a":2},{"a":{"a":1,"b":2},"b":{"b":3}}]}"#,
+            r#"{"l": [{"a":1,"b":2},{"a":1,"b":2,"a":3},{"a":1},{"a":1,"b":2},{"b":2,"a":1},{}, {"a":1,"b":2}]}"#,
+            r#"{"q": [{"value":1,"unit":"cm"},{"value":2,"unit":"cm"},{"value":3,"unit":"zz"},{"value":4,"unit":"m"}]}"#,
             r#"{"a":0.1,"b":0.7,"c":1e-7,"d":5e-324,"e":1.7976931348623157e308,"f":0.30000000000000004}"#,
         ];
         for doc in ok {
@@ -1353,6 +1428,48 @@ mod tests {
                 }
             }
         });
+    }
+
+    #[test]
+    fn records_of_a_list_share_one_shape() {
+        let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+        let record = |n: usize| {
+            let fields: Vec<String> = keys.iter().map(|k| format!("\"{k}\":{n}")).collect();
+            format!("{{{}}}", fields.join(","))
+        };
+        let doc = format!(
+            "{{\"l\":[{},{},{{\"k0\":9}},{}]}}",
+            record(1),
+            record(2),
+            record(3)
+        );
+        let Some(Value::Obj(root)) = parsed(doc.as_bytes()) else {
+            panic!("parses")
+        };
+        let Some(Value::List(l)) = root.get("l") else {
+            panic!("a list")
+        };
+        let objs: Vec<&Object> = l
+            .iter()
+            .map(|v| match v {
+                Value::Obj(o) => &**o,
+                _ => panic!("objects"),
+            })
+            .collect();
+        assert!(Arc::ptr_eq(&objs[0].shape, &objs[1].shape));
+        assert!(!Arc::ptr_eq(&objs[1].shape, &objs[2].shape));
+        // After a record with other keys the next one gets a shape of its
+        // own: equal keys, not shared.
+        assert!(!Arc::ptr_eq(&objs[0].shape, &objs[3].shape));
+        assert_eq!(objs[0].shape.keys, objs[3].shape.keys);
+        // Over the threshold the shared shape has its index, and lookups
+        // find each record's own values.
+        assert!(objs[1].shape.index.is_some());
+        assert_eq!(objs[1].get("k19"), Some(&Value::Num(2.0)));
+        assert_eq!(objs[3].get("k7"), Some(&Value::Num(3.0)));
+        assert_eq!(objs[2].get("k7"), None);
+        assert_eq!(*objs[0], objs[0].clone());
+        assert_ne!(objs[0], objs[1]);
     }
 
     #[test]
