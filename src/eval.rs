@@ -142,8 +142,10 @@ struct Evaluator<'p> {
     action_hashes: Vec<u64>,
     arg_scratch: Vec<Value>,
     reports: Vec<RuleReport>,
-    /// Loop variables in scope: name, the iterated expression's text, and the step.
-    bindings: Vec<Binding>,
+    /// Loop variables in scope: name, the iterated expression's text, and the
+    /// step. The names are borrowed from the policy; a [`Binding`] (which
+    /// owns them) is only made when an action fires.
+    bindings: Vec<Frame<'p>>,
     /// Sum of the counts of all fired actions.
     fired_total: u64,
     rules_evaluated: u64,
@@ -152,6 +154,27 @@ struct Evaluator<'p> {
     trace: Vec<TraceEntry>,
     trace_nodes: usize,
     trace_truncated: bool,
+}
+
+/// A loop variable in scope (see [`Evaluator::bindings`]).
+struct Frame<'p> {
+    var: &'p Arc<str>,
+    label: &'p Arc<str>,
+    step: Step,
+}
+
+impl Frame<'_> {
+    fn to_binding(&self) -> Binding {
+        Binding {
+            var: self.var.clone(),
+            label: self.label.clone(),
+            step: self.step.clone(),
+        }
+    }
+
+    fn is(&self, b: &Binding) -> bool {
+        *self.var == b.var && *self.label == b.label && self.step == b.step
+    }
 }
 
 fn rank(o: Outcome) -> u8 {
@@ -221,7 +244,7 @@ impl<'p> Evaluator<'p> {
 
     // ----- rules -----------------------------------------------------------
 
-    fn rule(&mut self, r: &Rule) -> R<()> {
+    fn rule(&mut self, r: &'p Rule) -> R<()> {
         self.charge(1)?;
         self.rules_evaluated += 1;
         self.causes.clear();
@@ -287,7 +310,7 @@ impl<'p> Evaluator<'p> {
     }
 
     fn current_bindings(&self) -> Bindings {
-        Bindings(self.bindings.clone())
+        Bindings(self.bindings.iter().map(Frame::to_binding).collect())
     }
 
     fn condition(&mut self, r: &Rule, cond: &Expr) -> R<Tri> {
@@ -352,8 +375,13 @@ impl<'p> Evaluator<'p> {
                         return None;
                     }
                     let f = &self.actions[i];
-                    (f.name == a.name && f.args == args && f.bindings.0 == self.bindings)
-                        .then_some(i)
+                    let same_bindings = f.bindings.0.len() == self.bindings.len()
+                        && self
+                            .bindings
+                            .iter()
+                            .zip(&f.bindings.0)
+                            .all(|(x, b)| x.is(b));
+                    (f.name == a.name && f.args == args && same_bindings).then_some(i)
                 });
             match existing {
                 Some(i) => self.actions[i].count += 1,
@@ -377,12 +405,12 @@ impl<'p> Evaluator<'p> {
 
     fn for_loop(
         &mut self,
-        r: &Rule,
-        var: &Arc<str>,
+        r: &'p Rule,
+        var: &'p Arc<str>,
         slot: u32,
-        label: &Arc<str>,
-        iterable: &Expr,
-        body: &[Rule],
+        label: &'p Arc<str>,
+        iterable: &'p Expr,
+        body: &'p [Rule],
     ) -> R<Outcome> {
         let v = self.eval(iterable)?;
         let n = match &v {
@@ -425,11 +453,7 @@ impl<'p> Evaluator<'p> {
                 _ => break,
             };
             self.locals[slot as usize] = item;
-            self.bindings.push(Binding {
-                var: var.clone(),
-                label: label.clone(),
-                step,
-            });
+            self.bindings.push(Frame { var, label, step });
             for b in body {
                 self.rule(b)?;
             }
@@ -1869,7 +1893,7 @@ enum Walk<'s, 'p> {
 
 /// A hash of what makes two firings the same action (name, args, bindings);
 /// candidates with equal hashes are compared exactly.
-fn action_hash(name: &str, args: &[Value], bindings: &[Binding]) -> u64 {
+fn action_hash(name: &str, args: &[Value], bindings: &[Frame]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = rustc_hash::FxHasher::default();
     name.hash(&mut h);
