@@ -1,6 +1,6 @@
 //! A fixed number of context parses (and evaluations) of the standard
 //! workload, for instruction counts under `valgrind --tool=callgrind`:
-//! `OMNI_ITERS=2000 valgrind --tool=callgrind target/release/examples/context_profile [parse|eval|both] [compact|pretty]`
+//! `OMNI_ITERS=2000 valgrind --tool=callgrind target/release/examples/context_profile [parse|eval|both|json] [compact|pretty]`
 //! The figure per parse is (total − total at OMNI_ITERS=0) / OMNI_ITERS.
 //! Without valgrind it prints wall and CPU time per iteration (CPU time
 //! leaves out preemption, which matters on a shared machine).
@@ -29,11 +29,18 @@ fn main() {
     let limits = ContextLimits::default();
     let opts = EvalOptions::default();
     let parsed = Context::from_json(&ctx, &limits).expect("context");
+    let decision = evaluate(&policy, &parsed, omni::Timestamp(0), &opts).expect("eval");
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let cpu0 = cpu_ns();
     let t = std::time::Instant::now();
     let mut sink = 0usize;
     for _ in 0..n {
         sink += match what {
+            "json" => {
+                out.clear();
+                serde_json::to_writer(&mut out, &decision).expect("json");
+                out.len()
+            }
             "eval" => evaluate(&policy, &parsed, omni::Timestamp(0), &opts)
                 .expect("eval")
                 .actions
