@@ -68,6 +68,14 @@ pub fn unique_standard_body() -> Body {
     )
 }
 
+/// A request with next to no evaluation: one rule over a one-key context
+/// (a 1 KB answer). Against the floor, it shows what the isolation itself
+/// costs, apart from the engine's work.
+pub fn trivial_body() -> String {
+    let code = format!("{HEADER}- IF x > 0 THEN Act\n{FOOTER}");
+    validate_body(&code, Some("{\"x\":1}"), None)
+}
+
 /// A benign template for `body` that must answer 200 with a decision.
 pub fn benign(name: &str, body: Body) -> Template {
     let mut t = Template::post_json(name, VALIDATE, body);

@@ -363,6 +363,20 @@ fn main() {
     fcmd.arg("--body").arg(&sample_path);
     let floor =
         Server::start(fcmd, &tmp.join("floor.log"), None).unwrap_or_else(|e| panic!("floor: {e}"));
+    // The same for the trivial request, whose answer is about 1 KB.
+    let (_, trivial_sample) = procs::http(
+        omnid.addr,
+        "POST",
+        workload::VALIDATE,
+        Some(workload::trivial_body().as_bytes()),
+    )
+    .expect("a trivial answer");
+    let trivial_path = tmp.join("trivial-response.json");
+    std::fs::write(&trivial_path, &trivial_sample).expect("sample");
+    let mut fcmd = Command::new(sibling("floor"));
+    fcmd.arg("--body").arg(&trivial_path);
+    let trivial_floor = Server::start(fcmd, &tmp.join("floor-trivial.log"), None)
+        .unwrap_or_else(|e| panic!("floor: {e}"));
 
     let ceiling = Server::start(
         Command::new(sibling("inprocess")),
@@ -415,6 +429,46 @@ fn main() {
                 json!({ "connections": c }),
             );
             omnid_max = omnid_max.max(r.all.rps);
+        }
+        // Isolation apart from the engine: a trivial request to all three.
+        let trivial = || {
+            workload::benign(
+                "trivial",
+                Body::Fixed(Bytes::from(workload::trivial_body())),
+            )
+        };
+        for (name, server, what) in [
+            (
+                "floor_trivial_c64",
+                &trivial_floor,
+                "fixed-JSON hyper server answering the trivial request's 1 KB answer",
+            ),
+            (
+                "ceiling_trivial_c64",
+                &ceiling,
+                "trivial request (one rule, one-key context), evaluated in-process",
+            ),
+            (
+                "omnid_trivial_c64",
+                &omnid,
+                "trivial request (one rule, one-key context)",
+            ),
+        ] {
+            let mut tpl = trivial();
+            if name.starts_with("floor") {
+                tpl.expect_contains = None;
+            }
+            run.scenario(
+                "floor",
+                name,
+                what,
+                server,
+                vec![tpl],
+                64,
+                Mode::Closed,
+                t,
+                json!({ "connections": 64 }),
+            );
         }
         let half = (omnid_max / 2.0).max(1.0);
         let t = run.time(1.0, 10.0);
@@ -483,6 +537,7 @@ fn main() {
         );
     }
     drop(floor);
+    drop(trivial_floor);
     drop(ceiling);
 
     if run.want("hostile") {
@@ -881,6 +936,26 @@ fn report(raw: &Value) -> String {
                 None => md.push_str(".\n"),
             }
         }
+    }
+    if let (Some(fl), Some(x), Some(o)) = (
+        find(raw, "floor_trivial_c64"),
+        find(raw, "ceiling_trivial_c64"),
+        find(raw, "omnid_trivial_c64"),
+    ) {
+        let rps = |s: &Value| f(&s["report"]["all"]["rps"]);
+        let _ = writeln!(md, "\n### The isolation apart from the engine\n");
+        let _ = writeln!(md, "A trivial request (one rule over a one-key context, a 1 KB answer), 64 connections, closed loop; the floor answers the same 1 KB.\n");
+        md.push_str(HEAD);
+        md.push_str(&table_row(fl, "floor, trivial answer"));
+        md.push_str(&table_row(x, "in-process ceiling, trivial request"));
+        md.push_str(&table_row(o, "omnid, trivial request"));
+        let _ = writeln!(
+            md,
+            "\nomnid at {:.0} % of the floor and {:.0} % of the ceiling; the ceiling at {:.0} % of the floor.",
+            100.0 * rps(o) / rps(fl).max(1.0),
+            100.0 * rps(o) / rps(x).max(1.0),
+            100.0 * rps(x) / rps(fl).max(1.0)
+        );
     }
     md.push('\n');
 
