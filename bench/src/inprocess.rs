@@ -146,6 +146,14 @@ mod tests {
     }
 
     #[test]
+    fn the_trivial_request_is_a_valid_policy_that_fires() {
+        let out = answer(workload::trivial_body().as_bytes()).expect("an answer");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["actions"], serde_json::json!(["Act"]));
+    }
+
+    #[test]
     fn a_body_that_is_not_a_request_gets_no_answer() {
         assert!(answer(b"{\"code\": 1}").is_none());
         assert!(answer(b"not json").is_none());
