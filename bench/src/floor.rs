@@ -6,39 +6,25 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
+use hyper::Response;
 use tokio::net::TcpListener;
 
 /// Serves `body` to every request on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, body: Bytes) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let body = body.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let body = body.clone();
-                async move {
-                    // Read the request body, as a real endpoint must.
-                    let _ = req.into_body().collect().await;
-                    let mut r = Response::new(Full::new(body));
-                    r.headers_mut()
-                        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                    Ok::<_, Infallible>(r)
-                }
-            });
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+    crate::server::serve(
+        listener,
+        move |req: hyper::Request<hyper::body::Incoming>| {
+            let body = body.clone();
+            async move {
+                // Read the request body, as a real endpoint must.
+                let _ = req.into_body().collect().await;
+                let mut r = Response::new(Full::new(body));
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            }
+        },
+    )
+    .await;
 }

@@ -12,10 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use omni_worker::protocol::{self, PolicySource, Reply, RequestOptions};
 use omni_worker::worker::WorkerState;
 use omni_worker::WorkerConfig;
@@ -23,7 +20,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::convert::Infallible;
 use tokio::net::TcpListener;
 
 #[derive(Deserialize)]
@@ -43,33 +39,22 @@ thread_local! {
 
 /// Serves `POST` bodies of `/api/validate` on `listener` until dropped.
 pub async fn serve(listener: TcpListener) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+    crate::server::serve(listener, |req: Request<Incoming>| async move {
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => Bytes::new(),
         };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
-            let svc = service_fn(|req: Request<Incoming>| async move {
-                let body = match req.into_body().collect().await {
-                    Ok(b) => b.to_bytes(),
-                    Err(_) => Bytes::new(),
-                };
-                let (status, out) = match answer(&body) {
-                    Some(out) => (StatusCode::OK, out),
-                    None => (StatusCode::BAD_REQUEST, br#"{"ok":false}"#.to_vec()),
-                };
-                let mut r = Response::new(Full::new(Bytes::from(out)));
-                *r.status_mut() = status;
-                r.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                Ok::<_, Infallible>(r)
-            });
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+        let (status, out) = match answer(&body) {
+            Some(out) => (StatusCode::OK, out),
+            None => (StatusCode::BAD_REQUEST, br#"{"ok":false}"#.to_vec()),
+        };
+        let mut r = Response::new(Full::new(Bytes::from(out)));
+        *r.status_mut() = status;
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
+    })
+    .await;
 }
 
 /// The response body to one request, as omnid writes it (minus timings).

@@ -9,6 +9,7 @@ pub mod floor;
 pub mod inprocess;
 pub mod loadgen;
 pub mod procs;
+pub mod server;
 pub mod workload;
 
 /// Where the standard workload lives (`../shared/bench/` beside the repository).

@@ -5,7 +5,6 @@
 
 use bytes::Bytes;
 use clap::Parser;
-use std::io::Write;
 
 #[derive(Parser)]
 #[command(about = "A minimal hyper server answering every request with a fixed JSON body")]
@@ -27,19 +26,7 @@ fn main() {
         Some(p) => std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
         None => br#"{"ok":true}"#.to_vec(),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .thread_name("floor-http")
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .unwrap_or_else(|e| panic!("cannot listen on {}: {e}", args.listen));
-        let addr = listener.local_addr().expect("local address");
-        println!("listening on {addr}");
-        let _ = std::io::stdout().flush();
-        omni_bench::floor::serve(listener, Bytes::from(body)).await;
+    omni_bench::server::run(&args.listen, args.threads, "floor-http", |listener| {
+        omni_bench::floor::serve(listener, Bytes::from(body))
     });
 }

@@ -5,7 +5,6 @@
 //! `listening on ADDR` on its first line, then serves until killed.
 
 use clap::Parser;
-use std::io::Write;
 
 #[derive(Parser)]
 #[command(
@@ -22,19 +21,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .thread_name("inproc-http")
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .unwrap_or_else(|e| panic!("cannot listen on {}: {e}", args.listen));
-        let addr = listener.local_addr().expect("local address");
-        println!("listening on {addr}");
-        let _ = std::io::stdout().flush();
-        omni_bench::inprocess::serve(listener).await;
+    omni_bench::server::run(&args.listen, args.threads, "inproc-http", |listener| {
+        omni_bench::inprocess::serve(listener)
     });
 }

@@ -82,6 +82,23 @@ fn opts() -> Opts {
 }
 
 /// Binaries next to this one (`target/release/`).
+/// A floor server answering omnid's own answer to `body`, byte for byte.
+fn floor_answering(omnid: &Server, body: &str, tmp: &Path, name: &str) -> Server {
+    let (_, sample) = procs::http(
+        omnid.addr,
+        "POST",
+        workload::VALIDATE,
+        Some(body.as_bytes()),
+    )
+    .unwrap_or_else(|| panic!("no answer from omnid to the {name} request"));
+    let sample_path = tmp.join(format!("{name}-response.json"));
+    std::fs::write(&sample_path, &sample).expect("sample");
+    let mut cmd = Command::new(sibling("floor"));
+    cmd.arg("--body").arg(&sample_path);
+    Server::start(cmd, &tmp.join(format!("floor-{name}.log")), None)
+        .unwrap_or_else(|e| panic!("floor: {e}"))
+}
+
 fn sibling(name: &str) -> PathBuf {
     let me = std::env::current_exe().expect("own path");
     me.parent().expect("directory").join(name)
@@ -350,33 +367,9 @@ fn main() {
 
     // The servers.
     let omnid = run.start_omnid("main", &[]);
-    let (_, sample) = procs::http(
-        omnid.addr,
-        "POST",
-        workload::VALIDATE,
-        Some(workload::standard_body().as_bytes()),
-    )
-    .expect("a standard answer");
-    let sample_path = tmp.join("standard-response.json");
-    std::fs::write(&sample_path, &sample).expect("sample");
-    let mut fcmd = Command::new(sibling("floor"));
-    fcmd.arg("--body").arg(&sample_path);
-    let floor =
-        Server::start(fcmd, &tmp.join("floor.log"), None).unwrap_or_else(|e| panic!("floor: {e}"));
+    let floor = floor_answering(&omnid, &workload::standard_body(), &tmp, "standard");
     // The same for the trivial request, whose answer is about 1 KB.
-    let (_, trivial_sample) = procs::http(
-        omnid.addr,
-        "POST",
-        workload::VALIDATE,
-        Some(workload::trivial_body().as_bytes()),
-    )
-    .expect("a trivial answer");
-    let trivial_path = tmp.join("trivial-response.json");
-    std::fs::write(&trivial_path, &trivial_sample).expect("sample");
-    let mut fcmd = Command::new(sibling("floor"));
-    fcmd.arg("--body").arg(&trivial_path);
-    let trivial_floor = Server::start(fcmd, &tmp.join("floor-trivial.log"), None)
-        .unwrap_or_else(|e| panic!("floor: {e}"));
+    let trivial_floor = floor_answering(&omnid, &workload::trivial_body(), &tmp, "trivial");
 
     let ceiling = Server::start(
         Command::new(sibling("inprocess")),
