@@ -2,7 +2,7 @@
 # The load test of issue 7: builds the release binaries, then runs the
 # driver, which starts omnid (bench/omnid-load.toml) and the fixed-JSON
 # hyper floor on 127.0.0.1, runs every scenario bounded in time (about
-# five minutes in all) and writes bench/results/load-report.md and
+# seven minutes in all) and writes bench/results/load-report.md and
 # bench/results/load-raw.json.
 #
 #   bench/run-load.sh                   # everything
