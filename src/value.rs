@@ -65,7 +65,7 @@ pub struct Object {
 /// The keys of an object, in written order, without repeats. Small shapes
 /// are scanned; larger ones carry a hash index, built once per shape.
 #[derive(Debug, Default)]
-pub struct Shape {
+pub(crate) struct Shape {
     keys: Vec<Arc<str>>,
     index: Option<std::collections::HashMap<Arc<str>, u32, rustc_hash::FxBuildHasher>>,
 }
@@ -118,12 +118,8 @@ impl Shape {
         }
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 }
 
