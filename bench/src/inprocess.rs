@@ -88,7 +88,7 @@ pub fn answer(body: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(b",\"errors\":[],\"warnings\":[],\"rules\":");
         out.extend_from_slice(o.rules_json.as_bytes());
         out.extend_from_slice(b",\"actions\":");
-        serde_json::to_writer(&mut out, &o.actions).ok()?;
+        out.extend_from_slice(o.actions_json.as_bytes());
         out.extend_from_slice(b",\"decision\":");
         out.extend_from_slice(decision.as_bytes());
         out.extend_from_slice(b",\"engine\":\"omni-inprocess\"}");

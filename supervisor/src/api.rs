@@ -62,7 +62,7 @@ pub struct ValidateResponse<'a> {
     pub errors: Vec<&'a RawValue>,
     pub warnings: Vec<&'a RawValue>,
     pub rules: &'a RawValue,
-    pub actions: &'a [String],
+    pub actions: &'a RawValue,
     pub decision: Option<&'a RawValue>,
     pub timings: TimingsJson,
     pub engine: &'a str,
@@ -101,7 +101,9 @@ pub fn validate_body(
             }
         }
     }
-    if !json_check::is_one_value_str(&o.rules_json) {
+    if !json_check::is_one_value_str(&o.rules_json)
+        || !json_check::is_one_value_str(&o.actions_json)
+    {
         return Err(ApiError::Internal);
     }
     if let Some(d) = &o.decision_json {
@@ -112,7 +114,8 @@ pub fn validate_body(
     let ok = !o.has_errors && errors.is_empty();
     // The fields of `ValidateResponse`, in order, written as serde_json
     // writes them (compact).
-    let raw_len = o.rules_json.len() + o.decision_json.as_ref().map_or(4, String::len);
+    let raw_len =
+        o.rules_json.len() + o.actions_json.len() + o.decision_json.as_ref().map_or(4, String::len);
     let mut out = Vec::with_capacity(raw_len + o.diagnostics_json.len() + 512);
     let put = |out: &mut Vec<u8>, v: &dyn erased::Ser| v.write(out);
     out.extend_from_slice(b"{\"requestId\":");
@@ -128,7 +131,7 @@ pub fn validate_body(
     out.extend_from_slice(b",\"rules\":");
     out.extend_from_slice(o.rules_json.as_bytes());
     out.extend_from_slice(b",\"actions\":");
-    put(&mut out, &o.actions)?;
+    out.extend_from_slice(o.actions_json.as_bytes());
     out.extend_from_slice(b",\"decision\":");
     match &o.decision_json {
         Some(d) => out.extend_from_slice(d.as_bytes()),
@@ -716,7 +719,7 @@ mod tests {
                 has_errors: false,
                 rules_json: r#"[{"id":"R1","line":12,"condition":"a < \"b\"","action":"X"}]"#
                     .into(),
-                actions: vec!["X".into(), "Quote\"d\n".into()],
+                actions_json: r#"["X","Quote\"d\n"]"#.into(),
                 decision_json: decision.map(str::to_string),
                 timings: Default::default(),
             };
@@ -738,7 +741,7 @@ mod tests {
                 errors,
                 warnings,
                 rules: serde_json::from_str(&o.rules_json).unwrap(),
-                actions: &o.actions,
+                actions: serde_json::from_str(&o.actions_json).unwrap(),
                 decision: o
                     .decision_json
                     .as_deref()
@@ -760,7 +763,7 @@ mod tests {
             diagnostics_json: "[]".into(),
             has_errors: false,
             rules_json: "[]".into(),
-            actions: vec![],
+            actions_json: "[]".into(),
             decision_json: Some("{\"a\":1} {".into()),
             timings: Default::default(),
         };
@@ -776,6 +779,19 @@ mod tests {
             ApiError::Internal
         );
         o.decision_json = None;
+        o.actions_json = "[\"A\"],\"ok\":true".into();
+        let t = TimingsJson {
+            queue_us: 0,
+            parse_us: 0,
+            check_us: 0,
+            eval_us: 0,
+            total_us: 0,
+        };
+        assert_eq!(
+            validate_body("r", "p", &o, t, "e").unwrap_err(),
+            ApiError::Internal
+        );
+        o.actions_json = "[]".into();
         o.rules_json = "[1,".into();
         let t = TimingsJson {
             queue_us: 0,

@@ -179,8 +179,10 @@ pub struct Outcome {
     pub has_errors: bool,
     /// The legacy `rules` list of the response, as JSON.
     pub rules_json: String,
-    /// The fired action names (legacy `actions` of the response).
-    pub actions: Vec<String>,
+    /// The fired action names (legacy `actions` of the response), as a
+    /// JSON array of strings: spliced into the answer as it is, instead of
+    /// one allocation per name on each side.
+    pub actions_json: String,
     /// The decision of LANGUAGE.md §8 as JSON, when evaluated.
     pub decision_json: Option<String>,
     pub timings: Timings,

@@ -95,6 +95,18 @@ fn encode_reply(reply: &Reply, out: &mut Vec<u8>) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// The names of fired actions as a JSON array of strings.
+pub fn action_names_json(actions: &[omni::decision::FiredAction]) -> String {
+    struct Names<'a>(&'a [omni::decision::FiredAction]);
+    impl serde::Serialize for Names<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().map(|a| &*a.name))
+        }
+    }
+    // Strings into a String: cannot fail.
+    serde_json::to_string(&Names(actions)).unwrap_or_else(|_| "[]".into())
+}
+
 /// A panic hook that says where, never what: the payload can quote policy
 /// or context data, which is not logged (SERVICE.md §5). No backtrace (it
 /// would open files, which the filter refuses).
@@ -302,7 +314,7 @@ impl WorkerState {
                 diagnostics_json: compiled_diags.unwrap_or_else(|| "[]".into()),
                 has_errors: true,
                 rules_json: "[]".into(),
-                actions: Vec::new(),
+                actions_json: "[]".into(),
                 decision_json: None,
                 timings,
             }));
@@ -314,7 +326,7 @@ impl WorkerState {
             diagnostics_json: cached.diagnostics_json.clone(),
             has_errors: false,
             rules_json: cached.rules_json.clone(),
-            actions: Vec::new(),
+            actions_json: "[]".into(),
             decision_json: None,
             timings,
         };
@@ -350,7 +362,7 @@ impl WorkerState {
         outcome.timings.eval_us = micros(t.elapsed());
         match result {
             Ok(d) => {
-                outcome.actions = d.actions.iter().map(|a| a.name.to_string()).collect();
+                outcome.actions_json = action_names_json(&d.actions);
                 let mut buf = std::mem::take(&mut self.decision_buf);
                 buf.clear();
                 let written = serde_json::to_writer(&mut buf, &d)

@@ -213,7 +213,7 @@ fn every_error_is_a_reply_and_the_worker_keeps_serving() {
         Some(b"{\"Battery\": 5}"),
         None,
     ));
-    assert_eq!(o.actions, ["ReturnToHome"]);
+    assert_eq!(o.actions_json, r#"["ReturnToHome"]"#);
     assert!(o.cache_hit, "compiled by the earlier requests");
     assert!(
         w.child.try_wait().unwrap().is_none(),
