@@ -756,6 +756,16 @@ mod tests {
             );
         }
         // Worker JSON that is not one value is an internal error.
+        let refused = |o: &Outcome| {
+            let t = TimingsJson {
+                queue_us: 0,
+                parse_us: 0,
+                check_us: 0,
+                eval_us: 0,
+                total_us: 0,
+            };
+            validate_body("r", "p", o, t, "e").unwrap_err() == ApiError::Internal
+        };
         let mut o = Outcome {
             id: 1,
             policy_id: String::new(),
@@ -767,43 +777,13 @@ mod tests {
             decision_json: Some("{\"a\":1} {".into()),
             timings: Default::default(),
         };
-        let t = TimingsJson {
-            queue_us: 0,
-            parse_us: 0,
-            check_us: 0,
-            eval_us: 0,
-            total_us: 0,
-        };
-        assert_eq!(
-            validate_body("r", "p", &o, t, "e").unwrap_err(),
-            ApiError::Internal
-        );
+        assert!(refused(&o), "decision");
         o.decision_json = None;
         o.actions_json = "[\"A\"],\"ok\":true".into();
-        let t = TimingsJson {
-            queue_us: 0,
-            parse_us: 0,
-            check_us: 0,
-            eval_us: 0,
-            total_us: 0,
-        };
-        assert_eq!(
-            validate_body("r", "p", &o, t, "e").unwrap_err(),
-            ApiError::Internal
-        );
+        assert!(refused(&o), "actions");
         o.actions_json = "[]".into();
         o.rules_json = "[1,".into();
-        let t = TimingsJson {
-            queue_us: 0,
-            parse_us: 0,
-            check_us: 0,
-            eval_us: 0,
-            total_us: 0,
-        };
-        assert_eq!(
-            validate_body("r", "p", &o, t, "e").unwrap_err(),
-            ApiError::Internal
-        );
+        assert!(refused(&o), "rules");
     }
 
     #[test]
