@@ -94,7 +94,6 @@ fn column_of(text: &str, byte: usize) -> u32 {
     text.get(..byte).map(|s| s.chars().count()).unwrap_or(byte) as u32 + 1
 }
 
-/// `NAME:` at the start of a line (leading blanks allowed).
 /// Where a header line's parts are: byte offsets in the line of the name's
 /// start and end and of the text after the colon. The one definition of a
 /// header, shared by the reader and the formatter.
@@ -127,6 +126,7 @@ pub(crate) fn header_line(text: &str) -> Option<HeaderLine> {
     })
 }
 
+/// The header on `line`, with its positions in the document.
 fn header_of(line: &Line) -> Option<Header> {
     let HeaderLine {
         indent,

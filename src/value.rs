@@ -165,12 +165,17 @@ impl Object {
             // Rare: a key repeats.
             Err(keys) => keys,
         };
+        // Found through a table, so that a large object with a repeat costs
+        // linear time, not quadratic.
+        let mut first: std::collections::HashMap<Arc<str>, usize, rustc_hash::FxBuildHasher> =
+            std::collections::HashMap::with_capacity_and_hasher(keys.len(), Default::default());
         let mut unique: Vec<Arc<str>> = Vec::with_capacity(keys.len());
         let mut kept: Vec<Value> = Vec::with_capacity(values.len());
         for (k, v) in keys.into_iter().zip(values) {
-            match unique.iter().position(|u| *u == k) {
-                Some(i) => kept[i] = v,
+            match first.get(&k) {
+                Some(&i) => kept[i] = v,
                 None => {
+                    first.insert(k.clone(), unique.len());
                     unique.push(k);
                     kept.push(v);
                 }
@@ -429,10 +434,9 @@ const WS: [bool; 33] = {
 };
 
 /// The first index from `i` on of a `"`, `\\` or control character (or
-/// the end): eight bytes at a time. The lowest flagged byte of a word is
-/// always a real match (borrows only run towards higher bytes).
-/// From `i`, the index of the first `"`, `\\` or control byte of a JSON
-/// string body (or the end), eight bytes at a time.
+/// the end) of a JSON string body: eight bytes at a time. The lowest
+/// flagged byte of a word is always a real match (borrows only run towards
+/// higher bytes).
 #[inline]
 pub fn scan_plain(b: &[u8], mut i: usize) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
@@ -1304,6 +1308,7 @@ mod tests {
             r#"{"k\u0065y": 1, "key": 2, "x": [true, false, null, "", [[]]]}"#,
             r#"{"q": {"value": 250, "unit": "cm"}, "r": {"unit": "kg", "value": 2}, "n": {"value": 1, "unit": "nope"}}"#,
             r#"{"dup": 1, "other": 2, "dup": 3}"#,
+            r#"{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k3":33,"k13":13}"#,
             r#"{"l": [{"a":1,"b":2},{"a":3,"b":4,"c":5},{"b":1,"a":2},{"a":1},{"a":1,"a":2},{"a":{"a":1,"b":2},"b":{"b":3}}]}"#,
             r#"{"l": [{"a":1,"b":2},{"a":1,"b":2,"a":3},{"a":1},{"a":1,"b":2},{"b":2,"a":1},{}, {"a":1,"b":2}]}"#,
             r#"{"q": [{"value":1,"unit":"cm"},{"value":2,"unit":"cm"},{"value":3,"unit":"zz"},{"value":4,"unit":"m"}]}"#,
