@@ -96,7 +96,7 @@ fn encode_reply(reply: &Reply, out: &mut Vec<u8>) -> Result<(), FrameError> {
 }
 
 /// The names of fired actions as a JSON array of strings.
-pub fn action_names_json(actions: &[omni::decision::FiredAction]) -> String {
+fn action_names_json(actions: &[omni::decision::FiredAction]) -> String {
     struct Names<'a>(&'a [omni::decision::FiredAction]);
     impl serde::Serialize for Names<'_> {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
