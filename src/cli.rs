@@ -319,7 +319,7 @@ fn eval(
                     let _ = writeln!(err, "error: {}: {e}", display_name(p));
                     return 2;
                 }
-                Err(e) => return limit_error(out, e.code(), e.to_string()),
+                Err(e) => return limit_error(out, e.code().as_str(), e.to_string()),
             }
         }
     };
@@ -348,6 +348,6 @@ fn eval(
             let _ = write!(out, "{}", d.to_json_pretty());
             0
         }
-        Err(e) => limit_error(out, e.code(), e.to_string()),
+        Err(e) => limit_error(out, e.code().as_str(), e.to_string()),
     }
 }

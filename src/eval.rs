@@ -5,6 +5,7 @@
 
 use crate::ast::*;
 use crate::decision::*;
+use crate::error_code::ErrorCode;
 use crate::options::{EvalLimits, EvalOptions};
 use crate::policy::CompiledPolicy;
 use crate::span::Span;
@@ -26,10 +27,13 @@ pub enum EvalError {
 }
 
 impl EvalError {
-    pub fn code(&self) -> &'static str {
+    /// The error code a caller receives.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            EvalError::BudgetExceeded(_) | EvalError::TooManyIterations(_) => "budget_exceeded",
-            EvalError::ValueTooLarge(..) => "value_too_large",
+            EvalError::BudgetExceeded(_) | EvalError::TooManyIterations(_) => {
+                ErrorCode::BudgetExceeded
+            }
+            EvalError::ValueTooLarge(..) => ErrorCode::ValueTooLarge,
         }
     }
 }

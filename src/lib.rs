@@ -23,9 +23,11 @@ pub mod cli;
 pub mod decision;
 pub mod diagnostics;
 pub mod document;
+pub mod error_code;
 pub mod eval;
 pub mod fmt;
 pub mod lexer;
+pub mod limits;
 pub mod options;
 pub mod parser;
 pub mod policy;
@@ -39,12 +41,14 @@ pub mod value;
 pub use checker::{compile, Compiled};
 pub use decision::Decision;
 pub use diagnostics::{Code, Diagnostic, DiagnosticJson, Severity};
+pub use error_code::ErrorCode;
 pub use eval::{evaluate, EvalError};
-pub use options::{
-    CheckOptions, EvalLimits, EvalOptions, Features, Profile, DEFAULT_MAX_POLICY_BYTES,
+pub use limits::{
+    ContextLimits, EvalLimits, LimitOverrides, Limits, NestingLimits, DEFAULT_MAX_POLICY_BYTES,
 };
+pub use options::{CheckOptions, EvalOptions, Features, Profile};
 pub use policy::CompiledPolicy;
-pub use value::{Context, ContextError, ContextLimits, Timestamp, Value};
+pub use value::{Context, ContextError, Timestamp, Value};
 
 /// The engine name and version reported by tools and the service.
 pub fn engine() -> String {

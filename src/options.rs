@@ -1,10 +1,12 @@
-//! Options that shape checking and evaluation: the profile, feature flags
-//! (LANGUAGE.md §9) and the deterministic limits (§8).
+//! Options that shape checking and evaluation: the profile and the feature
+//! flags (`docs/language.md#profiles-and-features`). The limits live in
+//! [`crate::limits`].
 
-use crate::parser::NestingLimits;
+pub use crate::limits::{EvalLimits, NestingLimits, DEFAULT_MAX_POLICY_BYTES};
 use serde::{Deserialize, Serialize};
+use std::hash::{Hash, Hasher};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
     /// Conformance problems are errors (default).
@@ -18,7 +20,7 @@ pub enum Profile {
 pub const MODULES: &[&str] = &["math", "str", "list", "time", "json"];
 
 /// Language features an operator may turn off.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Features {
     pub lambdas: bool,
@@ -51,13 +53,14 @@ impl Features {
     }
 }
 
-/// Everything `compile` needs besides the text.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Everything `compile` needs besides the text: what a compiled policy
+/// depends on, and so what a cache of compiled policies is keyed by
+/// ([`CheckOptions::fingerprint`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CheckOptions {
     pub profile: Profile,
     pub features: Features,
-    pub max_expr_depth: Option<usize>,
-    pub max_block_depth: Option<usize>,
+    pub nesting: NestingLimits,
 }
 
 impl CheckOptions {
@@ -67,37 +70,20 @@ impl CheckOptions {
             ..CheckOptions::default()
         }
     }
+
     pub fn nesting(&self) -> NestingLimits {
-        let d = NestingLimits::default();
-        NestingLimits {
-            expr_depth: self.max_expr_depth.unwrap_or(d.expr_depth),
-            block_depth: self.max_block_depth.unwrap_or(d.block_depth),
-        }
+        self.nesting
     }
-}
 
-/// The evaluation limits of LANGUAGE.md §8.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
-pub struct EvalLimits {
-    /// Evaluation steps: each node visit and each element produced.
-    pub fuel: u64,
-    /// Iterations of one FOR loop.
-    pub max_loop_iterations: u64,
-    /// Bytes of one produced string.
-    pub max_string_bytes: usize,
-    /// Elements of one produced list.
-    pub max_list_len: usize,
-}
-
-impl Default for EvalLimits {
-    fn default() -> Self {
-        EvalLimits {
-            fuel: 1_000_000,
-            max_loop_iterations: 100_000,
-            max_string_bytes: 1 << 20,
-            max_list_len: 100_000,
-        }
+    /// A digest of everything compilation depends on besides the text: two
+    /// option sets with the same fingerprint compile a text alike. The same
+    /// in every process of one build (the hasher has fixed keys), which is
+    /// all the supervisor and its workers need.
+    pub fn fingerprint(&self) -> u64 {
+        // `DefaultHasher::new` has fixed keys: stable within one build.
+        let mut h = std::hash::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
     }
 }
 
@@ -107,6 +93,3 @@ pub struct EvalOptions {
     /// Record each condition's value sub-expression by sub-expression.
     pub trace: bool,
 }
-
-/// The largest policy accepted by default (LANGUAGE.md §8).
-pub const DEFAULT_MAX_POLICY_BYTES: usize = 100 * 1024;

@@ -11,21 +11,7 @@ use crate::lexer::{Keyword, Tok, Token};
 use crate::span::Span;
 use std::sync::Arc;
 
-/// Nesting limits (LANGUAGE.md §8).
-#[derive(Debug, Clone, Copy)]
-pub struct NestingLimits {
-    pub expr_depth: usize,
-    pub block_depth: usize,
-}
-
-impl Default for NestingLimits {
-    fn default() -> Self {
-        NestingLimits {
-            expr_depth: 128,
-            block_depth: 32,
-        }
-    }
-}
+pub use crate::limits::NestingLimits;
 
 pub struct Parser<'a> {
     src: &'a str,

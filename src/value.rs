@@ -3,6 +3,7 @@
 //! memory follows the fuel bound. Contexts are parsed straight from JSON
 //! bytes into `Value` (no intermediate tree), keeping object key order.
 
+use crate::error_code::ErrorCode;
 use crate::units::{self, UnitId};
 use serde::{Serialize, Serializer};
 use std::fmt;
@@ -320,33 +321,19 @@ pub enum ContextError {
 }
 
 impl ContextError {
-    /// The error code of LANGUAGE.md §8 / SERVICE.md §2.
-    pub fn code(&self) -> &'static str {
+    /// The error code a caller receives.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ContextError::InvalidJson(_) | ContextError::NotAnObject(_) => "invalid_context",
-            ContextError::TooLarge(_) | ContextError::TooManyItems(_) => "context_too_large",
-            ContextError::TooDeep(_) => "context_too_deep",
+            ContextError::InvalidJson(_) | ContextError::NotAnObject(_) => {
+                ErrorCode::InvalidContext
+            }
+            ContextError::TooLarge(_) | ContextError::TooManyItems(_) => ErrorCode::ContextTooLarge,
+            ContextError::TooDeep(_) => ErrorCode::ContextTooDeep,
         }
     }
 }
 
-/// Limits on a context document.
-#[derive(Debug, Clone, Copy)]
-pub struct ContextLimits {
-    pub max_bytes: usize,
-    pub max_depth: usize,
-    pub max_items: usize,
-}
-
-impl Default for ContextLimits {
-    fn default() -> Self {
-        ContextLimits {
-            max_bytes: 100 * 1024,
-            max_depth: 64,
-            max_items: 100_000,
-        }
-    }
-}
+pub use crate::limits::ContextLimits;
 
 /// A parsed request context: always a JSON object.
 #[derive(Debug, Clone, PartialEq)]
@@ -1239,29 +1226,31 @@ mod tests {
         assert_eq!(
             Context::from_json(br#"{"a":{"b":{"c":{}}}}"#, &lim)
                 .err()
-                .map(|e| e.code()),
+                .map(|e| e.code().as_str()),
             Some("context_too_deep")
         );
         assert_eq!(
             Context::from_json(br#"{"a":[1,2,3,4,5,6]}"#, &lim)
                 .err()
-                .map(|e| e.code()),
+                .map(|e| e.code().as_str()),
             Some("context_too_large")
         );
         assert_eq!(
             Context::from_json(&[b' '; 101], &lim)
                 .err()
-                .map(|e| e.code()),
+                .map(|e| e.code().as_str()),
             Some("context_too_large")
         );
         assert_eq!(
-            Context::from_json(b"[1]", &lim).err().map(|e| e.code()),
+            Context::from_json(b"[1]", &lim)
+                .err()
+                .map(|e| e.code().as_str()),
             Some("invalid_context")
         );
         assert_eq!(
             Context::from_json(b"{\"a\": ", &lim)
                 .err()
-                .map(|e| e.code()),
+                .map(|e| e.code().as_str()),
             Some("invalid_context")
         );
     }
@@ -1276,7 +1265,7 @@ mod tests {
         assert_eq!(
             Context::from_json(deep.as_bytes(), &lim)
                 .err()
-                .map(|e| e.code()),
+                .map(|e| e.code().as_str()),
             Some("context_too_deep")
         );
     }

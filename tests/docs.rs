@@ -146,9 +146,9 @@ fn parse_policy_info(info: &str, at: &str) -> Option<PolicySpec> {
                         },
                     }
                 } else if let Some(n) = w.strip_prefix("max-block-depth=") {
-                    opts.max_block_depth = Some(n.parse().expect("a number"));
+                    opts.nesting.block_depth = n.parse().expect("a number");
                 } else if let Some(n) = w.strip_prefix("max-expr-depth=") {
-                    opts.max_expr_depth = Some(n.parse().expect("a number"));
+                    opts.nesting.expr_depth = n.parse().expect("a number");
                 } else {
                     panic!("{at}: unknown word `{w}` in the info string `{info}`");
                 }

@@ -449,20 +449,16 @@ pub enum ApiError {
     PolicyTooLarge(usize),
     #[error("the context is larger than the limit of {0} bytes")]
     ContextTooLarge(usize),
-    #[error("{0}")]
-    ContextTooLargeMsg(String),
-    #[error("{0}")]
-    ContextTooDeep(String),
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
     #[error("the evaluation ran past its deadline of {0} ms")]
     Timeout(u64),
-    #[error("{0}")]
-    BudgetExceeded(String),
     #[error("the evaluation ran out of memory")]
     MemoryLimit,
-    #[error("{0}")]
-    ValueTooLarge(String),
+    /// The worker refused the policy or the context, or the evaluation hit a
+    /// limit of the language: the engine's code and its own words.
+    #[error("{message}")]
+    Engine { code: ErrorCode, message: String },
     #[error("this policy repeatedly stopped workers and is refused for {0} more seconds")]
     PolicyQuarantined(u64),
     #[error("too many requests; retry after {0} seconds")]
@@ -483,55 +479,57 @@ pub enum ApiError {
     MethodNotAllowed,
 }
 
+/// The one HTTP status of each error code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode::*;
+    match code {
+        InvalidJson | InvalidRequest | InvalidContext => StatusCode::BAD_REQUEST,
+        Unauthorized => StatusCode::UNAUTHORIZED,
+        Forbidden => StatusCode::FORBIDDEN,
+        NotFound => StatusCode::NOT_FOUND,
+        MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        BodyTooLarge | PolicyTooLarge | ContextTooLarge | ContextTooDeep => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Timeout | BudgetExceeded | MemoryLimit | ValueTooLarge | PolicyQuarantined => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        WorkerCrashed | Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Overloaded | NotReady | Draining => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
-        use ApiError::*;
-        match self {
-            InvalidJson(_) | InvalidRequest(_) | InvalidContext(_) => StatusCode::BAD_REQUEST,
-            Unauthorized => StatusCode::UNAUTHORIZED,
-            Forbidden => StatusCode::FORBIDDEN,
-            NotFound => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            BodyTooLarge(_)
-            | PolicyTooLarge(_)
-            | ContextTooLarge(_)
-            | ContextTooLargeMsg(_)
-            | ContextTooDeep(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Timeout(_) | BudgetExceeded(_) | MemoryLimit | ValueTooLarge(_)
-            | PolicyQuarantined(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            WorkerCrashed | Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Overloaded | NotReady | Draining => StatusCode::SERVICE_UNAVAILABLE,
-        }
+        status_of(self.code())
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         use ApiError::*;
         match self {
-            InvalidJson(_) => "invalid_json",
-            InvalidRequest(_) => "invalid_request",
-            InvalidContext(_) => "invalid_context",
-            Unauthorized => "unauthorized",
-            Forbidden => "forbidden",
-            BodyTooLarge(_) => "body_too_large",
-            PolicyTooLarge(_) => "policy_too_large",
-            ContextTooLarge(_) | ContextTooLargeMsg(_) => "context_too_large",
-            ContextTooDeep(_) => "context_too_deep",
-            UnsupportedMediaType => "unsupported_media_type",
-            Timeout(_) => "timeout",
-            BudgetExceeded(_) => "budget_exceeded",
-            MemoryLimit => "memory_limit",
-            ValueTooLarge(_) => "value_too_large",
-            PolicyQuarantined(_) => "policy_quarantined",
-            RateLimited(_) => "rate_limited",
-            WorkerCrashed => "worker_crashed",
-            Internal => "internal",
-            Overloaded => "overloaded",
-            NotReady => "not_ready",
-            Draining => "draining",
-            NotFound => "not_found",
-            MethodNotAllowed => "method_not_allowed",
+            InvalidJson(_) => ErrorCode::InvalidJson,
+            InvalidRequest(_) => ErrorCode::InvalidRequest,
+            InvalidContext(_) => ErrorCode::InvalidContext,
+            Unauthorized => ErrorCode::Unauthorized,
+            Forbidden => ErrorCode::Forbidden,
+            BodyTooLarge(_) => ErrorCode::BodyTooLarge,
+            PolicyTooLarge(_) => ErrorCode::PolicyTooLarge,
+            ContextTooLarge(_) => ErrorCode::ContextTooLarge,
+            UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Timeout(_) => ErrorCode::Timeout,
+            MemoryLimit => ErrorCode::MemoryLimit,
+            Engine { code, .. } => *code,
+            PolicyQuarantined(_) => ErrorCode::PolicyQuarantined,
+            RateLimited(_) => ErrorCode::RateLimited,
+            WorkerCrashed => ErrorCode::WorkerCrashed,
+            Internal => ErrorCode::Internal,
+            Overloaded => ErrorCode::Overloaded,
+            NotReady => ErrorCode::NotReady,
+            Draining => ErrorCode::Draining,
+            NotFound => ErrorCode::NotFound,
+            MethodNotAllowed => ErrorCode::MethodNotAllowed,
         }
     }
 
@@ -556,18 +554,16 @@ impl ApiError {
         out
     }
 
-    /// A failure the worker answered with.
+    /// A failure the worker answered with. Its message is the engine's own
+    /// (user-facing, naming the limit the worker was sent); an internal
+    /// failure gets the generic message.
     pub fn from_failure(f: &Failure) -> ApiError {
-        let msg = f.message.clone();
         match f.code {
-            ErrorCode::BudgetExceeded => ApiError::BudgetExceeded(msg),
-            ErrorCode::ValueTooLarge => ApiError::ValueTooLarge(msg),
-            ErrorCode::InvalidContext => ApiError::InvalidContext(msg),
-            ErrorCode::ContextTooLarge => ApiError::ContextTooLargeMsg(msg),
-            ErrorCode::ContextTooDeep => ApiError::ContextTooDeep(msg),
-            ErrorCode::PolicyTooLarge => ApiError::PolicyTooLarge(omni::DEFAULT_MAX_POLICY_BYTES),
-            // Internal (and anything new) gets the generic message.
-            _ => ApiError::Internal,
+            ErrorCode::Internal => ApiError::Internal,
+            code => ApiError::Engine {
+                code,
+                message: f.message.clone(),
+            },
         }
     }
 
@@ -658,7 +654,7 @@ fn syntax_kind(e: &serde_json::Error) -> String {
 pub fn error_body(request_id: &str, err: &ApiError) -> Vec<u8> {
     let v = serde_json::json!({
         "requestId": request_id,
-        "error": { "code": err.code(), "message": err.message() },
+        "error": { "code": err.code().as_str(), "message": err.message() },
     });
     serde_json::to_vec(&v).unwrap_or_default()
 }
@@ -800,8 +796,38 @@ mod tests {
         ];
         for e in all {
             assert!(e.status().as_u16() >= 400);
-            assert!(!e.code().is_empty());
+            assert!(!e.code().as_str().is_empty());
         }
         assert_eq!(ApiError::RateLimited(3).retry_after(), Some(3));
+    }
+
+    /// Every code of the one enum is in the errors table of `docs/api.md`
+    /// with the status it is mapped to, and the table names no other code.
+    #[test]
+    fn every_code_is_documented_with_its_status() {
+        let doc = include_str!("../../docs/api.md");
+        let start = doc.find("### Errors").expect("an Errors section");
+        let mut documented = std::collections::BTreeMap::new();
+        for line in doc[start..]
+            .lines()
+            .filter(|l| l.starts_with("| 4") || l.starts_with("| 5"))
+        {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let status: u16 = cells[1].parse().expect("a status");
+            for code in cells[2].split(',').map(|c| c.trim().trim_matches('`')) {
+                let prev = documented.insert(code.to_string(), status);
+                assert!(prev.is_none(), "`{code}` documented twice");
+            }
+        }
+        for &code in ErrorCode::ALL {
+            let status = status_of(code).as_u16();
+            assert!(status >= 400, "{code}");
+            assert_eq!(
+                documented.remove(code.as_str()),
+                Some(status),
+                "`{code}` must be documented with status {status}"
+            );
+        }
+        assert!(documented.is_empty(), "not codes: {documented:?}");
     }
 }

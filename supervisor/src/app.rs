@@ -48,10 +48,7 @@ impl Settings {
         Effective {
             timeout: Duration::from_millis(low(c.worker.timeout_ms, t.timeout_ms)),
             max_body: lowu(c.limits.max_body_bytes, t.max_body_bytes),
-            max_code: lowu(c.limits.max_code_bytes, t.max_code_bytes),
-            max_context: lowu(c.limits.max_context_bytes, t.max_context_bytes),
-            fuel: low(c.limits.fuel, t.fuel),
-            max_loop_iterations: low(c.limits.max_loop_iterations, t.max_loop_iterations),
+            language: c.limits.limits().lowered_by(&t.limit_overrides()),
             rate: t.rate.unwrap_or(c.rate_limit.rate),
             burst: t.burst.unwrap_or(c.rate_limit.burst),
             max_inflight: lowu(c.pool.max_inflight, t.max_inflight),
@@ -59,15 +56,13 @@ impl Settings {
     }
 }
 
-/// Limits for one request.
+/// Limits for one request: the service's own, and the language's, which
+/// travel whole to the worker.
 #[derive(Debug, Clone, Copy)]
 pub struct Effective {
     pub timeout: Duration,
     pub max_body: usize,
-    pub max_code: usize,
-    pub max_context: usize,
-    pub fuel: u64,
-    pub max_loop_iterations: u64,
+    pub language: omni::Limits,
     pub rate: f64,
     pub burst: f64,
     pub max_inflight: usize,

@@ -305,22 +305,62 @@ impl Default for PoolSection {
 
 impl Default for LimitsSection {
     fn default() -> Self {
-        let ctx = omni::ContextLimits::default();
-        let eval = omni::EvalLimits::default();
-        let nest = omni::parser::NestingLimits::default();
+        let omni::Limits {
+            policy_bytes,
+            context,
+            nesting,
+            eval,
+        } = omni::Limits::standard();
         LimitsSection {
             max_body_bytes: 256 * 1024,
-            max_code_bytes: omni::DEFAULT_MAX_POLICY_BYTES,
-            max_context_bytes: ctx.max_bytes,
-            max_context_depth: ctx.max_depth,
-            max_context_items: ctx.max_items,
+            max_code_bytes: policy_bytes,
+            max_context_bytes: context.max_bytes,
+            max_context_depth: context.max_depth,
+            max_context_items: context.max_items,
             fuel: eval.fuel,
             max_loop_iterations: eval.max_loop_iterations,
             max_string_bytes: eval.max_string_bytes,
             max_list_len: eval.max_list_len,
-            max_expr_depth: nest.expr_depth,
-            max_block_depth: nest.block_depth,
+            max_expr_depth: nesting.expr_depth,
+            max_block_depth: nesting.block_depth,
             strict: true,
+        }
+    }
+}
+
+impl LimitsSection {
+    /// The language's limits as configured (the section's keys lowered
+    /// once into the value the worker enforces).
+    pub fn limits(&self) -> omni::Limits {
+        omni::Limits {
+            policy_bytes: self.max_code_bytes,
+            context: omni::ContextLimits {
+                max_bytes: self.max_context_bytes,
+                max_depth: self.max_context_depth,
+                max_items: self.max_context_items,
+            },
+            nesting: omni::NestingLimits {
+                expr_depth: self.max_expr_depth,
+                block_depth: self.max_block_depth,
+            },
+            eval: omni::EvalLimits {
+                fuel: self.fuel,
+                max_loop_iterations: self.max_loop_iterations,
+                max_string_bytes: self.max_string_bytes,
+                max_list_len: self.max_list_len,
+            },
+        }
+    }
+}
+
+impl TenantSection {
+    /// The tenant's own language limits (each can only lower the global one).
+    pub fn limit_overrides(&self) -> omni::LimitOverrides {
+        omni::LimitOverrides {
+            policy_bytes: self.max_code_bytes,
+            context_bytes: self.max_context_bytes,
+            fuel: self.fuel,
+            max_loop_iterations: self.max_loop_iterations,
         }
     }
 }

@@ -221,7 +221,10 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
     };
     let (mut resp, code) = match result {
         Ok(r) => (r, None),
-        Err(e) => (error_response(&request_id, &e, allowed), Some(e.code())),
+        Err(e) => (
+            error_response(&request_id, &e, allowed),
+            Some(e.code().as_str()),
+        ),
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);

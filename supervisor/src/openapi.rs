@@ -2,7 +2,25 @@
 //! true by the integration tests, which check every status code and
 //! required property they receive against it.
 
+use crate::api::status_of;
+use omni::ErrorCode;
 use serde_json::{json, Value};
+
+/// The codes the service answers with `status`, from the one mapping.
+fn codes_of(status: u16) -> Vec<&'static str> {
+    ErrorCode::ALL
+        .iter()
+        .filter(|c| status_of(**c).as_u16() == status)
+        .map(|c| c.as_str())
+        .collect()
+}
+
+/// The error response of `status`, listing its codes and a `Retry-After`
+/// where any of them sends one.
+fn status_response(description: &str, status: u16) -> Value {
+    let retry_after = matches!(status, 422 | 429 | 503);
+    error_response(description, &codes_of(status), retry_after)
+}
 
 fn error_response(description: &str, codes: &[&str], retry_after: bool) -> Value {
     let mut r = json!({
@@ -68,15 +86,15 @@ fn playground_get(summary: &str, operation_id: &str, media: &str, schema: Value)
 pub fn document() -> Value {
     let validate_errors = json!({
         "200": json_response("The policy was processed (it may still have errors)", "ValidateResponse"),
-        "400": error_response("Body, field or context malformed", &["invalid_json", "invalid_request", "invalid_context"], false),
-        "401": error_response("Auth enabled and the bearer token is missing or unknown", &["unauthorized"], false),
-        "403": error_response("The token's tenant is not allowed", &["forbidden"], false),
-        "413": error_response("Over a size limit", &["body_too_large", "policy_too_large", "context_too_large", "context_too_deep"], false),
-        "415": error_response("The body is not JSON", &["unsupported_media_type"], false),
-        "422": error_response("The evaluation hit a limit", &["timeout", "budget_exceeded", "memory_limit", "value_too_large", "policy_quarantined"], true),
-        "429": error_response("Over the caller's rate", &["rate_limited"], true),
-        "500": error_response("The worker crashed or an internal error occurred", &["worker_crashed", "internal"], false),
-        "503": error_response("Queue full, no workers, or shutting down", &["overloaded", "not_ready", "draining"], true),
+        "400": status_response("Body, field or context malformed", 400),
+        "401": status_response("Auth enabled and the bearer token is missing or unknown", 401),
+        "403": status_response("The token's tenant is not allowed", 403),
+        "413": status_response("Over a size limit", 413),
+        "415": status_response("The body is not JSON", 415),
+        "422": status_response("The evaluation hit a limit", 422),
+        "429": status_response("Over the caller's rate", 429),
+        "500": status_response("The worker crashed or an internal error occurred", 500),
+        "503": status_response("Queue full, no workers, or shutting down", 503),
         "default": error_response("Unexpected error", &["not_found", "method_not_allowed", "internal"], false),
     });
     json!({
@@ -269,16 +287,7 @@ pub fn document() -> Value {
                             "type": "object",
                             "required": ["code", "message"],
                             "properties": {
-                                "code": { "type": "string", "enum": [
-                                    "invalid_json", "invalid_request", "invalid_context",
-                                    "unauthorized", "forbidden",
-                                    "body_too_large", "policy_too_large", "context_too_large", "context_too_deep",
-                                    "unsupported_media_type",
-                                    "timeout", "budget_exceeded", "memory_limit", "value_too_large", "policy_quarantined",
-                                    "rate_limited", "worker_crashed", "internal",
-                                    "overloaded", "not_ready", "draining",
-                                    "not_found", "method_not_allowed"
-                                ] },
+                                "code": { "type": "string", "enum": ErrorCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>() },
                                 "message": { "type": "string" }
                             }
                         }

@@ -18,8 +18,8 @@ use crate::metrics::Metrics;
 use crate::restart::{classify, Ended, Intensity, Quarantine, RestartReason, Window};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use omni_worker::protocol::{
-    encode_frame, ErrorCode, Failure, FrameError, FrameReader, Outcome, PolicySource, Reply,
-    ReplyPoll, Request, RequestOptions, SandboxReport, EXIT_SANDBOX_FAILED, MAX_REPLY_FRAME,
+    encode_frame, Failure, FrameError, FrameReader, Outcome, PolicySource, Reply, ReplyPoll,
+    Request, RequestOptions, SandboxReport, EXIT_SANDBOX_FAILED, MAX_REPLY_FRAME,
 };
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -1200,9 +1200,14 @@ impl Driver {
             let exchange = read_reply(&mut w, until, poll).await;
             let service = started.elapsed();
             w.reply_poll.record(service);
+            let sent_cached = flight.front().is_some_and(|f| f.sent_cached);
             let reply = match exchange {
                 Exchange::Reply(Reply::Done(o)) if o.id == id => Ok(Ok(o)),
-                Exchange::Reply(Reply::Failed(f)) if f.id == id => Ok(Err(f)),
+                Exchange::Reply(Reply::Failed(f)) if f.id == id => Ok(Err(Some(f))),
+                // Only an answer to a request sent without its text.
+                Exchange::Reply(Reply::NotCached { id: r }) if r == id && sent_cached => {
+                    Ok(Err(None))
+                }
                 other => Err(other),
             };
             let Some(done) = flight.pop_front() else {
@@ -1217,14 +1222,14 @@ impl Driver {
                     self.shared.metrics.cache(o.cache_hit);
                     answer(done.job, JobResult::Done(o), queue_time);
                 }
-                Ok(Err(f)) => {
-                    if f.code == ErrorCode::PolicyNotCached && done.sent_cached {
-                        // The worker evicted it: send the text, once.
-                        let key = done.job.work.cache_key.clone();
-                        w.cached.retain(|k| *k != key);
-                        self.start(&mut w, done.job, &mut flight, &cfg).await;
-                        continue;
-                    }
+                Ok(Err(None)) => {
+                    // The worker evicted it: send the text, once.
+                    let key = done.job.work.cache_key.clone();
+                    w.cached.retain(|k| *k != key);
+                    self.start(&mut w, done.job, &mut flight, &cfg).await;
+                    continue;
+                }
+                Ok(Err(Some(f))) => {
                     w.served += 1;
                     fast.record(&done.job.work.cache_key, Some(service), fast_below);
                     answer(done.job, JobResult::Failed(f), queue_time);

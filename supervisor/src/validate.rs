@@ -13,10 +13,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
-use omni::options::{EvalLimits, Profile};
+use omni::options::Profile;
 use omni_worker::protocol::RequestOptions;
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -124,10 +123,10 @@ pub async fn handle(
 
     let parsed = parse_request(&body)?;
 
-    if parsed.code.len() > eff.max_code {
-        return Err(ApiError::PolicyTooLarge(eff.max_code));
+    if parsed.code.len() > eff.language.policy_bytes {
+        return Err(ApiError::PolicyTooLarge(eff.language.policy_bytes));
     }
-    let context = raw_context(parsed.context, eff.max_context)?;
+    let context = raw_context(parsed.context, eff.language.context.max_bytes)?;
     let now_nanos = match &parsed.now {
         Some(s) => {
             omni::timefmt::parse_rfc3339(s)
@@ -167,7 +166,7 @@ pub async fn handle(
         return Err(ApiError::NotReady);
     }
 
-    let cache_key = cache_key(&policy_id, tenant.as_deref(), &options, &settings);
+    let cache_key = cache_key(&policy_id, tenant.as_deref(), &options);
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job = Job {
         work: Work {
@@ -340,53 +339,23 @@ fn raw_context(raw: Option<&RawValue>, max: usize) -> Result<Option<Vec<u8>>, Ap
 }
 
 fn request_options(s: &Settings, eff: &Effective, strict: bool, trace: bool) -> RequestOptions {
-    let l = &s.config.limits;
-    RequestOptions {
-        profile: if strict {
-            Profile::Strict
-        } else {
-            Profile::Lenient
-        },
-        trace,
-        features: s.config.features.clone(),
-        limits: EvalLimits {
-            fuel: eff.fuel,
-            max_loop_iterations: eff.max_loop_iterations,
-            max_string_bytes: l.max_string_bytes,
-            max_list_len: l.max_list_len,
-        },
-        max_context_bytes: eff.max_context,
-        max_context_depth: l.max_context_depth,
-        max_context_items: l.max_context_items,
-        max_expr_depth: l.max_expr_depth,
-        max_block_depth: l.max_block_depth,
-    }
+    let profile = if strict {
+        Profile::Strict
+    } else {
+        Profile::Lenient
+    };
+    RequestOptions::new(profile, s.config.features.clone(), eff.language, trace)
 }
 
-/// The key a worker caches the compiled policy under. Compilation depends
-/// on the profile, features and nesting limits as well as the text, and
-/// tenants must not observe each other's cache, so both go into the key
-/// unless they are the deployment default (then the key is the policy id).
-fn cache_key(policy_id: &str, tenant: Option<&str>, o: &RequestOptions, s: &Settings) -> String {
-    let default_strict = s.config.limits.strict;
-    let is_default = tenant.is_none()
-        && (o.profile == Profile::Strict) == default_strict
-        && o.features == s.config.features
-        && o.max_expr_depth == s.config.limits.max_expr_depth
-        && o.max_block_depth == s.config.limits.max_block_depth;
-    if is_default {
-        return policy_id.to_string();
+/// The key a worker caches the compiled policy under: the policy, what its
+/// compilation depends on (the check options' fingerprint, which the worker
+/// checks again), and the tenant, so tenants never share a cache entry.
+fn cache_key(policy_id: &str, tenant: Option<&str>, o: &RequestOptions) -> String {
+    let fingerprint = o.check.fingerprint();
+    match tenant {
+        Some(t) => format!("{policy_id}~{fingerprint:016x}@{t}"),
+        None => format!("{policy_id}~{fingerprint:016x}"),
     }
-    let mut h = Sha256::new();
-    h.update(tenant.unwrap_or("").as_bytes());
-    h.update([0]);
-    h.update(
-        serde_json::to_vec(&(&o.profile, &o.features, o.max_expr_depth, o.max_block_depth))
-            .unwrap_or_default(),
-    );
-    let d = h.finalize();
-    let suffix: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{policy_id}~{suffix}")
 }
 
 #[cfg(test)]

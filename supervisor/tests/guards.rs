@@ -177,3 +177,57 @@ fn auth_maps_tokens_to_tenants_with_their_own_limits() {
     // Probes stay open for the orchestrator.
     assert_eq!(srv.get("/api/readiness").status, 200);
 }
+
+/// A policy of about `bytes` bytes that checks clean: many small rules.
+fn policy_of_size(bytes: usize) -> String {
+    let mut rules = String::new();
+    let mut i = 0;
+    while rules.len() < bytes {
+        rules.push_str(&format!("- IF Battery < {}% THEN Action{i}\n", i % 100));
+        i += 1;
+    }
+    format!(
+        "INTENT: big\nACTOR:\n- Primary: Ops\nCONTEXT:\n- Domain: Test\nRULE:\n{rules}\
+         CONSTRAINT:\n- Technical: none\nIMPACT:\n- Benefit: safety\nTRACE:\n- Evidence: example\n"
+    )
+}
+
+#[test]
+fn a_configured_policy_limit_above_the_default_is_the_one_enforced() {
+    // The operator's repro: the limits come from the environment, the
+    // policy is larger than the language's default of 100 KiB.
+    let dir = TempDir::new("limits");
+    let config_path = dir.path("omnid.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "version = 1\nlisten = \"127.0.0.1:0\"\nsandbox = \"{}\"\nworkers = 1\n\
+             [rate_limit]\nenabled = false\n[worker]\ntimeout_ms = 20000\n",
+            sandbox_setting()
+        ),
+    )
+    .unwrap();
+    let srv = Server::start_in_env(
+        dir,
+        config_path,
+        &[
+            ("OMNID_LIMITS_MAX_CODE_BYTES", "400000"),
+            ("OMNID_LIMITS_MAX_BODY_BYTES", "1000000"),
+        ],
+    );
+    let code = policy_of_size(139 * 1024);
+    assert!(code.len() > omni::DEFAULT_MAX_POLICY_BYTES);
+    let r = srv.validate(&json!({ "code": code, "context": { "Battery": 5 } }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let actions = r.json()["actions"].as_array().unwrap().len();
+    assert!(actions > 1000, "{actions} actions fired");
+
+    // Over the configured limit: 413 naming that limit, not the default.
+    let code = policy_of_size(410_000);
+    let r = srv.validate(&json!({ "code": code }));
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.error_code(), "policy_too_large");
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("400000"), "{msg}");
+    assert!(!msg.contains("102400"), "{msg}");
+}

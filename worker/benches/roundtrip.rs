@@ -50,14 +50,9 @@ fn workload() -> Workload {
 /// In-process: parse the context, evaluate, serialise the decision.
 fn in_process(w: &Workload) -> String {
     let opts = RequestOptions::default();
-    let limits = omni::ContextLimits {
-        max_bytes: opts.max_context_bytes,
-        max_depth: opts.max_context_depth,
-        max_items: opts.max_context_items,
-    };
-    let ctx = omni::Context::from_json(&w.context, &limits).expect("context");
+    let ctx = omni::Context::from_json(&w.context, &opts.limits.context).expect("context");
     let eval = omni::EvalOptions {
-        limits: opts.limits,
+        limits: opts.limits.eval,
         trace: false,
     };
     let d = omni::evaluate(&w.policy, &ctx, omni::Timestamp(NOW_NANOS), &eval).expect("evaluates");

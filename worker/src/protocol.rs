@@ -5,7 +5,8 @@
 //! A conversation: the worker applies its sandbox, sends `Reply::Ready`, then
 //! answers each `Request` with exactly one `Reply` carrying the same id.
 
-use omni::options::{EvalLimits, Features, Profile};
+pub use omni::ErrorCode;
+use omni::{CheckOptions, Features, Limits, Profile};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
@@ -36,35 +37,39 @@ impl PolicySource {
     }
 }
 
-/// Per-request options (the supervisor fills them from its configuration).
+/// Per-request options: what to check the policy under, and every limit,
+/// sent whole (the supervisor lowers its configured limits for the tenant;
+/// the worker enforces exactly these).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestOptions {
-    pub profile: Profile,
+    /// Built by [`RequestOptions::new`], so its nesting limits are `limits.nesting`.
+    pub check: CheckOptions,
+    pub limits: Limits,
     pub trace: bool,
-    pub features: Features,
-    pub limits: EvalLimits,
-    pub max_context_bytes: usize,
-    pub max_context_depth: usize,
-    pub max_context_items: usize,
-    pub max_expr_depth: usize,
-    pub max_block_depth: usize,
+}
+
+impl RequestOptions {
+    pub fn new(profile: Profile, features: Features, limits: Limits, trace: bool) -> Self {
+        RequestOptions {
+            check: CheckOptions {
+                profile,
+                features,
+                nesting: limits.nesting,
+            },
+            limits,
+            trace,
+        }
+    }
 }
 
 impl Default for RequestOptions {
     fn default() -> Self {
-        let ctx = omni::ContextLimits::default();
-        let nest = omni::parser::NestingLimits::default();
-        RequestOptions {
-            profile: Profile::Strict,
-            trace: false,
-            features: Features::default(),
-            limits: EvalLimits::default(),
-            max_context_bytes: ctx.max_bytes,
-            max_context_depth: ctx.max_depth,
-            max_context_items: ctx.max_items,
-            max_expr_depth: nest.expr_depth,
-            max_block_depth: nest.block_depth,
-        }
+        RequestOptions::new(
+            Profile::Strict,
+            Features::default(),
+            Limits::standard(),
+            false,
+        )
     }
 }
 
@@ -188,50 +193,10 @@ pub struct Outcome {
     pub timings: Timings,
 }
 
-/// Error codes a worker can answer with (SERVICE.md §2 spelling).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ErrorCode {
-    BudgetExceeded,
-    ValueTooLarge,
-    InvalidContext,
-    ContextTooLarge,
-    ContextTooDeep,
-    PolicyTooLarge,
-    /// `PolicySource::Cached` named a policy this worker does not hold: resend the text.
-    PolicyNotCached,
-    Internal,
-}
-
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BudgetExceeded => "budget_exceeded",
-            ErrorCode::ValueTooLarge => "value_too_large",
-            ErrorCode::InvalidContext => "invalid_context",
-            ErrorCode::ContextTooLarge => "context_too_large",
-            ErrorCode::ContextTooDeep => "context_too_deep",
-            ErrorCode::PolicyTooLarge => "policy_too_large",
-            ErrorCode::PolicyNotCached => "policy_not_cached",
-            ErrorCode::Internal => "internal",
-        }
-    }
-
-    pub fn from_code(code: &str) -> ErrorCode {
-        match code {
-            "budget_exceeded" => ErrorCode::BudgetExceeded,
-            "value_too_large" => ErrorCode::ValueTooLarge,
-            "invalid_context" => ErrorCode::InvalidContext,
-            "context_too_large" => ErrorCode::ContextTooLarge,
-            "context_too_deep" => ErrorCode::ContextTooDeep,
-            "policy_too_large" => ErrorCode::PolicyTooLarge,
-            _ => ErrorCode::Internal,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
     pub id: u64,
+    /// One of the codes of the language (limits, context) or `internal`.
     pub code: ErrorCode,
     /// A user-facing message (no paths, pids or internals).
     pub message: String,
@@ -262,6 +227,11 @@ pub enum Reply {
     Ready(SandboxReport),
     Done(Box<Outcome>),
     Failed(Failure),
+    /// `PolicySource::Cached` named a policy this worker does not hold
+    /// (under these check options): resend the text.
+    NotCached {
+        id: u64,
+    },
 }
 
 /// Why a frame could not be read.

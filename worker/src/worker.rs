@@ -7,8 +7,8 @@ use crate::cache::{CacheStats, PolicyCache};
 use crate::protocol::*;
 use crate::sandbox::apply_sandbox;
 use crate::WorkerConfig;
-use omni::options::{CheckOptions, EvalOptions};
-use omni::{CompiledPolicy, Context, ContextLimits, Timestamp};
+use omni::options::EvalOptions;
+use omni::{CompiledPolicy, Context, Timestamp};
 use std::io::Write;
 use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::net::UnixStream;
@@ -83,6 +83,7 @@ fn encode_reply(reply: &Reply, out: &mut Vec<u8>) -> Result<(), FrameError> {
             Reply::Done(o) => (o.id, o.timings),
             Reply::Failed(f) => (f.id, f.timings),
             Reply::Ready(_) => (0, Timings::default()),
+            Reply::NotCached { id } => (*id, Timings::default()),
         };
         let small = Reply::Failed(Failure {
             id,
@@ -128,7 +129,8 @@ pub fn install_panic_hook() {
 #[derive(Debug)]
 pub struct CachedPolicy {
     pub policy: Arc<CompiledPolicy>,
-    pub options: CheckOptions,
+    /// [`CheckOptions::fingerprint`] of the options it was checked under.
+    pub checked_under: u64,
     /// Warnings and notes (a cached policy has no errors).
     pub diagnostics_json: String,
     pub rules_json: String,
@@ -143,13 +145,9 @@ impl CachedPolicy {
             + std::mem::size_of::<Self>()
     }
 
-    /// Whether this entry was checked under the options of `o`.
-    fn checked_as(&self, o: &RequestOptions) -> bool {
-        let c = &self.options;
-        c.profile == o.profile
-            && c.features == o.features
-            && c.max_expr_depth == Some(o.max_expr_depth)
-            && c.max_block_depth == Some(o.max_block_depth)
+    /// Whether this entry was checked under options of this fingerprint.
+    fn checked_as(&self, fingerprint: u64) -> bool {
+        self.checked_under == fingerprint
     }
 }
 
@@ -249,34 +247,24 @@ impl WorkerState {
 
         // A cache hit skips parse and check. An entry checked under other
         // options does not count (a lenient compile must not serve strict).
+        let fingerprint = options.check.fingerprint();
         let hit = self
             .cache
             .get(policy_id.as_str())
-            .filter(|c| c.checked_as(&options));
+            .filter(|c| c.checked_as(fingerprint));
         let (cached, cache_hit, compiled_diags) = match (hit, text) {
             (Some(c), _) => (Some(c), true, None),
-            (None, None) => {
-                return fail(
-                    ErrorCode::PolicyNotCached,
-                    "the policy is not cached".into(),
-                    timings,
-                )
-            }
+            (None, None) => return Reply::NotCached { id },
             (None, Some(text)) => {
-                if text.len() > omni::DEFAULT_MAX_POLICY_BYTES {
+                let max = options.limits.policy_bytes;
+                if text.len() > max {
                     return fail(
                         ErrorCode::PolicyTooLarge,
-                        "the policy is over the size limit".into(),
+                        format!("the policy is larger than the limit of {max} bytes"),
                         timings,
                     );
                 }
-                let opts = CheckOptions {
-                    profile: options.profile,
-                    features: options.features.clone(),
-                    max_expr_depth: Some(options.max_expr_depth),
-                    max_block_depth: Some(options.max_block_depth),
-                };
-                let compiled = omni::compile(&text, &opts);
+                let compiled = omni::compile(&text, &options.check);
                 timings.parse_us = micros(compiled.parse_time);
                 timings.check_us = micros(compiled.check_time);
                 let diags: Vec<_> = compiled
@@ -292,7 +280,7 @@ impl WorkerState {
                             .unwrap_or_else(|_| "[]".into());
                         let entry = Arc::new(CachedPolicy {
                             policy,
-                            options: opts,
+                            checked_under: fingerprint,
                             diagnostics_json,
                             rules_json,
                         });
@@ -335,27 +323,18 @@ impl WorkerState {
         };
 
         let t = Instant::now();
-        let limits = ContextLimits {
-            max_bytes: options.max_context_bytes,
-            max_depth: options.max_context_depth,
-            max_items: options.max_context_items,
-        };
-        let ctx = match Context::from_json(&ctx_bytes, &limits) {
+        let ctx = match Context::from_json(&ctx_bytes, &options.limits.context) {
             Ok(c) => c,
             Err(e) => {
                 outcome.timings.context_us = micros(t.elapsed());
-                return fail(
-                    ErrorCode::from_code(e.code()),
-                    e.to_string(),
-                    outcome.timings,
-                );
+                return fail(e.code(), e.to_string(), outcome.timings);
             }
         };
         outcome.timings.context_us = micros(t.elapsed());
 
         let t = Instant::now();
         let eval_opts = EvalOptions {
-            limits: options.limits,
+            limits: options.limits.eval,
             trace: options.trace,
         };
         let result = omni::evaluate(&cached.policy, &ctx, Timestamp(now_unix_nanos), &eval_opts);
@@ -380,11 +359,7 @@ impl WorkerState {
                 }
                 Reply::Done(Box::new(outcome))
             }
-            Err(e) => fail(
-                ErrorCode::from_code(e.code()),
-                e.to_string(),
-                outcome.timings,
-            ),
+            Err(e) => fail(e.code(), e.to_string(), outcome.timings),
         }
     }
 }

@@ -23,13 +23,7 @@ struct InProcess {
 
 /// What the worker computes, computed here with the library directly.
 fn in_process(text: &str, ctx: Option<&[u8]>, opts: &RequestOptions) -> InProcess {
-    let check = omni::CheckOptions {
-        profile: opts.profile,
-        features: opts.features.clone(),
-        max_expr_depth: Some(opts.max_expr_depth),
-        max_block_depth: Some(opts.max_block_depth),
-    };
-    let compiled = omni::compile(text, &check);
+    let compiled = omni::compile(text, &opts.check);
     let diags: Vec<_> = compiled
         .diagnostics
         .iter()
@@ -47,14 +41,10 @@ fn in_process(text: &str, ctx: Option<&[u8]>, opts: &RequestOptions) -> InProces
     };
     out.rules_json = serde_json::to_string(&policy.rule_summaries()).unwrap();
     if let Some(ctx) = ctx {
-        let limits = omni::ContextLimits {
-            max_bytes: opts.max_context_bytes,
-            max_depth: opts.max_context_depth,
-            max_items: opts.max_context_items,
-        };
-        let ctx = omni::Context::from_json(ctx, &limits).expect("example context parses");
+        let ctx =
+            omni::Context::from_json(ctx, &opts.limits.context).expect("example context parses");
         let eval = omni::EvalOptions {
-            limits: opts.limits,
+            limits: opts.limits.eval,
             trace: opts.trace,
         };
         let d = omni::evaluate(&policy, &ctx, omni::Timestamp(NOW_NANOS), &eval)
@@ -114,11 +104,12 @@ fn examples_through_a_sandboxed_worker_match_in_process_evaluation() {
             runs.push((omni::Profile::Lenient, true));
         }
         for (profile, trace) in runs {
-            let opts = RequestOptions {
+            let opts = RequestOptions::new(
                 profile,
+                omni::Features::default(),
+                omni::Limits::standard(),
                 trace,
-                ..RequestOptions::default()
-            };
+            );
             let local = in_process(&text, ctx.as_deref(), &opts);
 
             // First request: the text. Compiled in the worker, unless the

@@ -141,6 +141,7 @@ fn every_error_is_a_reply_and_the_worker_keeps_serving() {
         let rid = match &reply {
             Reply::Done(o) => o.id,
             Reply::Failed(f) => f.id,
+            Reply::NotCached { id } => *id,
             Reply::Ready(_) => 0,
         };
         assert_eq!(rid, id, "reply id");
@@ -148,15 +149,15 @@ fn every_error_is_a_reply_and_the_worker_keeps_serving() {
     };
 
     // Not cached yet.
-    let f = failed(call(
+    let r = call(
         &mut w,
         PolicySource::Cached {
             policy_id: "nope".into(),
         },
         None,
         None,
-    ));
-    assert_eq!(f.code, ErrorCode::PolicyNotCached);
+    );
+    assert!(matches!(r, Reply::NotCached { .. }), "{r:?}");
 
     // A policy with errors: a reply with diagnostics, no decision.
     let o = done(call(
@@ -186,13 +187,8 @@ fn every_error_is_a_reply_and_the_worker_keeps_serving() {
     assert_eq!(f.code, ErrorCode::ContextTooLarge);
 
     // Out of fuel.
-    let opts = RequestOptions {
-        limits: omni::EvalLimits {
-            fuel: 1,
-            ..omni::EvalLimits::default()
-        },
-        ..RequestOptions::default()
-    };
+    let mut opts = RequestOptions::default();
+    opts.limits.eval.fuel = 1;
     let f = failed(call(
         &mut w,
         text("p", POLICY),
@@ -230,10 +226,8 @@ fn strict_and_lenient_compiles_are_not_mixed_up() {
                         RULE:\n- IF Battery < 20% THEN ReturnToHome\n";
     let mut w = worker();
     let mut buf = Vec::new();
-    let lenient = RequestOptions {
-        profile: omni::Profile::Lenient,
-        ..RequestOptions::default()
-    };
+    let mut lenient = RequestOptions::default();
+    lenient.check.profile = omni::Profile::Lenient;
     let mut req = request(1, text("l", lenient_only), Some(b"{\"Battery\": 5}"));
     req.options = lenient.clone();
     let o = done(w.call(&req, &mut buf).unwrap());
@@ -301,4 +295,22 @@ fn a_polling_worker_serves_and_exits_cleanly() {
     w.stream.shutdown(Shutdown::Write).unwrap();
     let (st, _) = wait_for(&mut w, Duration::from_secs(5));
     assert_eq!(st.code(), Some(0), "{}", describe(&st));
+}
+
+#[test]
+fn the_policy_limit_is_the_one_sent_with_the_request() {
+    let mut w = worker();
+    let mut buf = Vec::new();
+    // Under a lowered limit: refused, and the message names that limit.
+    let mut req = request(1, text("p", POLICY), Some(b"{\"Battery\": 5}"));
+    req.options.limits.policy_bytes = 50;
+    let f = failed(w.call(&req, &mut buf).unwrap());
+    assert_eq!(f.code, ErrorCode::PolicyTooLarge);
+    assert!(f.message.contains("limit of 50 bytes"), "{}", f.message);
+    // Above the language's default, when the request allows it.
+    let big = format!("{POLICY}{}", "#".repeat(omni::DEFAULT_MAX_POLICY_BYTES));
+    let mut req = request(2, text("big", &big), Some(b"{\"Battery\": 5}"));
+    req.options.limits.policy_bytes = 400_000;
+    let o = done(w.call(&req, &mut buf).unwrap());
+    assert_eq!(o.actions_json, r#"["ReturnToHome"]"#);
 }
