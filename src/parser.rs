@@ -569,31 +569,91 @@ impl<'a> Parser<'a> {
         self.expr_depth -= 1;
     }
 
-    pub(crate) fn expr(&mut self) -> PResult<Expr> {
-        self.enter()?;
-        let r = self.or_expr();
-        self.leave();
+    /// Chains (`a + b + c`, `A.b.c`, `A[0][1]`) nest one level per link
+    /// (they are left-associated), so each link counts like a parenthesis:
+    /// a long chain gets E0106 at its start instead of building a tree too
+    /// deep for the checker, evaluator and formatter. The chain functions
+    /// note the depth they started at and restore it on every exit, without
+    /// a helper frame: this recursion is what the limit protects, and every
+    /// frame per level counts.
+    fn unlink(&mut self, base: usize, r: PResult<Expr>) -> PResult<Expr> {
+        self.expr_depth = base;
         r
     }
 
+    /// One more link of a chain that started at `start`.
+    fn link(&mut self, start: Span) -> PResult<()> {
+        self.expr_depth += 1;
+        if self.expr_depth > self.limits.expr_depth {
+            self.nesting_error(start);
+            return Err(());
+        }
+        Ok(())
+    }
+
+    fn nesting_error(&mut self, at: Span) {
+        let limit = self.limits.expr_depth;
+        if let Some(d) = self.error(
+            Code::NestingTooDeep,
+            at,
+            format!("expression nested more than {limit} deep (each operator, `.` and `[…]` of a chain counts)"),
+        ) {
+            d.hint = Some(
+                "split the condition into simpler parts; a long list of alternatives reads better as `x IN [a, b, c]`"
+                    .into(),
+            );
+        }
+    }
+
+    pub(crate) fn expr(&mut self) -> PResult<Expr> {
+        let top = self.expr_depth == 0;
+        self.enter()?;
+        let r = self.or_expr();
+        self.leave();
+        let e = r?;
+        if top {
+            // The links of a chain are counted as they are read, but an
+            // operand read early ends up deeper than the count said (in
+            // `(x + y + z) + b + c` the parenthesis sits three levels down):
+            // measure the finished tree once.
+            if let Some(at) = first_too_deep(&e, self.limits.expr_depth) {
+                self.nesting_error(at);
+                return Err(());
+            }
+        }
+        Ok(e)
+    }
+
     fn or_expr(&mut self) -> PResult<Expr> {
+        let base = self.expr_depth;
         let mut lhs = self.and_expr()?;
         while self.at_kw(Keyword::Or) {
+            if self.link(lhs.span).is_err() {
+                return self.unlink(base, Err(()));
+            }
             self.bump();
-            let rhs = self.and_expr()?;
-            lhs = bin(BinOp::Or, lhs, rhs);
+            match self.and_expr() {
+                Ok(rhs) => lhs = bin(BinOp::Or, lhs, rhs),
+                Err(()) => return self.unlink(base, Err(())),
+            }
         }
-        Ok(lhs)
+        self.unlink(base, Ok(lhs))
     }
 
     fn and_expr(&mut self) -> PResult<Expr> {
+        let base = self.expr_depth;
         let mut lhs = self.not_expr()?;
         while self.at_kw(Keyword::And) {
+            if self.link(lhs.span).is_err() {
+                return self.unlink(base, Err(()));
+            }
             self.bump();
-            let rhs = self.not_expr()?;
-            lhs = bin(BinOp::And, lhs, rhs);
+            match self.not_expr() {
+                Ok(rhs) => lhs = bin(BinOp::And, lhs, rhs),
+                Err(()) => return self.unlink(base, Err(())),
+            }
         }
-        Ok(lhs)
+        self.unlink(base, Ok(lhs))
     }
 
     fn not_expr(&mut self) -> PResult<Expr> {
@@ -671,6 +731,7 @@ impl<'a> Parser<'a> {
     }
 
     fn add_expr(&mut self) -> PResult<Expr> {
+        let base = self.expr_depth;
         let mut lhs = self.mul_expr()?;
         loop {
             let op = match self.peek() {
@@ -678,14 +739,20 @@ impl<'a> Parser<'a> {
                 Tok::Minus => BinOp::Sub,
                 _ => break,
             };
+            if self.link(lhs.span).is_err() {
+                return self.unlink(base, Err(()));
+            }
             self.bump();
-            let rhs = self.mul_expr()?;
-            lhs = bin(op, lhs, rhs);
+            match self.mul_expr() {
+                Ok(rhs) => lhs = bin(op, lhs, rhs),
+                Err(()) => return self.unlink(base, Err(())),
+            }
         }
-        Ok(lhs)
+        self.unlink(base, Ok(lhs))
     }
 
     fn mul_expr(&mut self) -> PResult<Expr> {
+        let base = self.expr_depth;
         let mut lhs = self.unary_expr()?;
         loop {
             let op = match self.peek() {
@@ -693,11 +760,16 @@ impl<'a> Parser<'a> {
                 Tok::Slash => BinOp::Div,
                 _ => break,
             };
+            if self.link(lhs.span).is_err() {
+                return self.unlink(base, Err(()));
+            }
             self.bump();
-            let rhs = self.unary_expr()?;
-            lhs = bin(op, lhs, rhs);
+            match self.unary_expr() {
+                Ok(rhs) => lhs = bin(op, lhs, rhs),
+                Err(()) => return self.unlink(base, Err(())),
+            }
         }
-        Ok(lhs)
+        self.unlink(base, Ok(lhs))
     }
 
     fn unary_expr(&mut self) -> PResult<Expr> {
@@ -725,8 +797,22 @@ impl<'a> Parser<'a> {
     }
 
     fn postfix_expr(&mut self) -> PResult<Expr> {
-        let mut e = self.primary()?;
+        // Parentheses, `match` and calls recurse through `primary`: keep that
+        // path free of the chain's own frame.
+        let e = self.primary()?;
+        if !matches!(self.peek(), Tok::Dot | Tok::LBracket | Tok::LParen) {
+            return Ok(e);
+        }
+        let base = self.expr_depth;
+        let r = self.postfix_links(e);
+        self.unlink(base, r)
+    }
+
+    fn postfix_links(&mut self, mut e: Expr) -> PResult<Expr> {
         loop {
+            if matches!(self.peek(), Tok::Dot | Tok::LBracket) {
+                self.link(e.span)?;
+            }
             match self.peek() {
                 Tok::Dot => {
                     self.bump();
@@ -1062,6 +1148,40 @@ enum CmpOp {
     Bin(BinOp),
     LegacyEq,
     In(bool),
+}
+
+/// The span of the first node deeper than `limit` levels, if any: measured
+/// with a stack of its own, not by recursion, whatever the tree's depth.
+fn first_too_deep(e: &Expr, limit: usize) -> Option<Span> {
+    let mut stack: Vec<(&Expr, usize)> = vec![(e, 1)];
+    while let Some((e, depth)) = stack.pop() {
+        if depth > limit {
+            return Some(e.span);
+        }
+        let mut push = |c| stack.push((c, depth + 1));
+        match &e.kind {
+            ExprKind::Literal(_) | ExprKind::Name { .. } | ExprKind::Root | ExprKind::Error => {}
+            ExprKind::List(items) => items.iter().for_each(&mut push),
+            ExprKind::Call { args, .. } => args.iter().for_each(&mut push),
+            ExprKind::Member(inner, _) | ExprKind::Not(inner) | ExprKind::Neg(inner) => push(inner),
+            ExprKind::Index(a, b)
+            | ExprKind::Binary(_, a, b)
+            | ExprKind::In {
+                item: a,
+                collection: b,
+                ..
+            } => {
+                push(b);
+                push(a);
+            }
+            ExprKind::Match { scrutinee, arms } => {
+                arms.iter().for_each(|a| push(&a.body));
+                push(scrutinee);
+            }
+            ExprKind::Lambda(l) => push(&l.body),
+        }
+    }
+    None
 }
 
 fn bin(op: BinOp, l: Expr, r: Expr) -> Expr {

@@ -509,3 +509,32 @@ fn language_limits_are_422_with_their_codes() {
     );
     assert_eq!(srv.restarts("crash") + srv.restarts("timeout"), 0);
 }
+
+/// Long chains of operators, `.` and `[…]` within the size limit are a
+/// diagnostic (E0106) from the worker, which keeps running: never a
+/// worker killed by a stack overflow and answered `memory_limit`.
+#[test]
+fn long_chains_are_e0106_not_a_dead_worker() {
+    let srv = Server::start("");
+    let wrap = |cond: String| {
+        format!(
+            "INTENT: deep\nACTOR:\n- Primary: Ops\nCONTEXT:\n- Domain: Test\nRULE:\n- IF {cond} THEN X\n\
+             CONSTRAINT:\n- Technical: none\nIMPACT:\n- Benefit: safety\nTRACE:\n- Evidence: example\n"
+        )
+    };
+    let chains = [
+        format!("A{} > 1", " + A".repeat(14_000)),
+        format!("A{} > 1", ".b".repeat(21_000)),
+        format!("A{} > 1", "[0]".repeat(21_000)),
+    ];
+    for cond in chains {
+        let r = srv.validate(&json!({ "code": wrap(cond), "context": { "A": 1 } }));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["errors"][0]["code"], "E0106", "{v}");
+    }
+    for reason in ["memory_limit", "crash", "timeout"] {
+        assert_eq!(srv.restarts(reason), 0, "a worker was restarted ({reason})");
+    }
+    assert_eq!(srv.validate(&good_body()).status, 200);
+}
