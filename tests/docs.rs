@@ -484,6 +484,25 @@ fn codes_after(src: &str, pat: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every `.rs` file under these directories, concatenated in name order.
+fn read_rs_in(dirs: &[&str]) -> String {
+    let mut out = String::new();
+    for dir in dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+            .unwrap_or_else(|e| panic!("cannot list {dir}: {e}"))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+            .collect();
+        files.sort();
+        for f in files {
+            out.push_str(
+                &std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("cannot read {f:?}: {e}")),
+            );
+        }
+    }
+    out
+}
+
 /// The body of the first `pub fn code(&self)` of a source file (the error
 /// codes of `EvalError` and `ContextError`).
 fn code_fn(src: &str) -> &str {
@@ -498,9 +517,11 @@ fn code_fn(src: &str) -> &str {
 #[test]
 fn runtime_and_error_codes_are_documented() {
     let doc = read("docs/diagnostics.md");
-    let eval = read("src/eval.rs");
+    // The evaluator, and the stdlib (which records causes through `cx`).
+    let eval = read_rs_in(&["src/eval", "src/stdlib"]);
     let value = read("src/value.rs");
     let mut codes = codes_after(&eval, "self.cause(\"");
+    codes.extend(codes_after(&eval, "cx.cause(\""));
     codes.extend(codes_after(&eval, "self.warn(r, \""));
     codes.extend(codes_after(code_fn(&eval), "=> \""));
     codes.extend(codes_after(code_fn(&value), "=> \""));
@@ -516,7 +537,7 @@ fn runtime_and_error_codes_are_documented() {
     ] {
         assert!(
             codes.iter().any(|c| c == must),
-            "the scan of src/eval.rs and src/value.rs no longer finds `{must}`"
+            "the scan of src/eval/, src/stdlib/ and src/value.rs no longer finds `{must}`"
         );
     }
     let undocumented: Vec<&String> = codes
