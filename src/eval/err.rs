@@ -1,4 +1,5 @@
-//! Why an evaluation stops without a decision (as cedar's `evaluator/err.rs`).
+//! Why an evaluation stops without a decision: the errors `evaluate` returns
+//! and their codes (the service reports them as they are).
 
 /// Why an evaluation stopped without a decision.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

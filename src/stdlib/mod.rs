@@ -4,14 +4,16 @@
 //! ([`FuncDef`]); the evaluator runs its `eval` (or its lambda form).
 //!
 //! One file per family (`math`, `str`, `list`, `time`, `json`), each with a
-//! `FUNCTIONS` slice listed in [`FAMILIES`] (as regorus' `builtins/*.rs`).
+//! `FUNCTIONS` slice; [`FAMILIES`] lists them, in table order.
 //! **Adding a function** touches its family's file (an entry and its
 //! implementation) and `docs/language.md` (tests/docs.rs checks every
 //! function is documented there); nothing else.
 //!
 //! Implementations see the evaluator only through [`CallContext`] and the
-//! checker only through [`CheckContext`]: they charge fuel, record causes and
-//! call back into lambdas through them, in the same order as before.
+//! checker only through [`CheckContext`]. Through them they charge fuel
+//! before the work it pays for, record why a value is unknown, and run
+//! lambdas. The one thing taken from `eval` is its error type (`eval/err.rs`,
+//! a leaf), so a limit hit inside a function stops the evaluation.
 
 mod json;
 mod list;
@@ -346,7 +348,7 @@ pub fn resolve(name: &str) -> Resolution {
     Resolution::Unknown(best)
 }
 
-// ----- pure helpers used by the evaluator ----------------------------------
+// ----- value semantics shared by the operators (`eval`) and the functions --
 
 /// Numeric view of a value: plain number, or a quantity with its unit.
 pub fn as_number(v: &Value) -> Option<(f64, Option<crate::units::UnitId>)> {
@@ -627,5 +629,38 @@ const fn func(
         check: None,
         lambda: None,
         eval,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table is consistent: what the checker relies on when it gates,
+    /// counts arguments and looks for a lambda.
+    #[test]
+    fn every_entry_is_well_formed() {
+        let mut names: Vec<&str> = FUNCTIONS.into_iter().map(|f| f.name).collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n, "a function name is registered twice");
+        for f in FUNCTIONS {
+            assert!(!f.modules.is_empty(), "`{}` has no module", f.name);
+            for m in f.modules {
+                assert!(
+                    crate::options::MODULES.contains(m),
+                    "`{}`: module {m}",
+                    f.name
+                );
+            }
+            assert!(f.min_args <= f.max_args, "`{}`: arity", f.name);
+            assert!(f.signature.starts_with(f.name), "`{}`: signature", f.name);
+            if let Some(h) = f.lambda {
+                assert!(h.arg < f.max_args, "`{}`: lambda argument", f.name);
+                assert!((1..=2).contains(&h.params), "`{}`: lambda params", f.name);
+            }
+            assert!(matches!(resolve(f.name), Resolution::Found(id, _) if id.def().name == f.name));
+        }
     }
 }
