@@ -8,7 +8,8 @@ use crate::document::parse_document;
 use crate::options::{CheckOptions, Profile};
 use crate::policy::{policy_id, CompiledPolicy, PolicyDefault};
 use crate::span::{LineIndex, Span};
-use crate::stdlib::{self, FuncId, Resolution};
+use crate::stdlib::{self, ArgTypes, CheckContext, FuncDef, Resolution, VARIADIC};
+use crate::types::Ty;
 use crate::units::Dimension;
 use crate::value::Value;
 use std::sync::Arc;
@@ -87,62 +88,6 @@ pub fn compile(source: &str, opts: &CheckOptions) -> Compiled {
         line_index,
         parse_time,
         check_time: started.elapsed().saturating_sub(parse_time),
-    }
-}
-
-/// Static types: what the checker can know before seeing a context.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Ty {
-    Any,
-    Num,
-    Qty(Dimension),
-    Bool,
-    Str,
-    List,
-    Obj,
-    Null,
-    Time,
-}
-
-impl Ty {
-    fn of_value(v: &Value) -> Ty {
-        match v {
-            Value::Missing => Ty::Any,
-            Value::Null => Ty::Null,
-            Value::Bool(_) => Ty::Bool,
-            Value::Num(_) => Ty::Num,
-            Value::Qty(_, u) => Ty::Qty(u.dim()),
-            Value::Str(s) => {
-                if crate::units::parse_quantity_str(s).is_some()
-                    || crate::timefmt::parse_rfc3339(s).is_some()
-                {
-                    Ty::Any
-                } else {
-                    Ty::Str
-                }
-            }
-            Value::List(_) => Ty::List,
-            Value::Obj(_) => Ty::Obj,
-            Value::Time(_) => Ty::Time,
-        }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Ty::Any => "a value".into(),
-            Ty::Num => "a number".into(),
-            Ty::Qty(d) => format!("a {d}"),
-            Ty::Bool => "a bool".into(),
-            Ty::Str => "a string".into(),
-            Ty::List => "a list".into(),
-            Ty::Obj => "an object".into(),
-            Ty::Null => "null".into(),
-            Ty::Time => "a timestamp".into(),
-        }
-    }
-
-    fn numeric(self) -> bool {
-        matches!(self, Ty::Num | Ty::Qty(_) | Ty::Any)
     }
 }
 
@@ -640,6 +585,8 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A stdlib call: gating (module, feature flags), arity and lambdas here;
+    /// the argument and return types and the literal checks from its entry.
     fn call(&mut self, e: &mut Expr) -> TyInfo {
         let span = e.span;
         let ExprKind::Call {
@@ -652,28 +599,10 @@ impl<'a> Checker<'a> {
             return info(Ty::Any);
         };
         let name_span = *name_span;
-        let def = match stdlib::resolve(name) {
-            Resolution::Found(def, module) => {
-                let module = module.unwrap_or("math");
-                if !self.opts.features.module_allowed(module) {
-                    let msg = format!(
-                        "`{}` is in the module `std::{module}`, which is disabled in this deployment (module allow-list)",
-                        name
-                    );
-                    self.err(Code::FeatureDisabled, name_span, msg);
-                } else if module == "time" && !self.opts.features.time {
-                    let msg =
-                        format!("`{name}` is disabled in this deployment (feature flag `time`)");
-                    self.err(Code::FeatureDisabled, name_span, msg);
-                } else if def.id == FuncId::Matches && !self.opts.features.regex {
-                    self.err(
-                        Code::FeatureDisabled,
-                        name_span,
-                        "`matches` is disabled in this deployment (feature flag `regex`)",
-                    )
-                    .hint = Some("use contains, starts_with or ends_with".into());
-                }
-                def
+        let id = match stdlib::resolve(name) {
+            Resolution::Found(id, module) => {
+                self.gate(id.def(), name, module.unwrap_or("math"), name_span);
+                id
             }
             Resolution::Denied(module) => {
                 let msg =
@@ -700,33 +629,13 @@ impl<'a> Checker<'a> {
                 return info(Ty::Any);
             }
         };
-        *func = Some(def.id);
-        if args.len() < def.min_args || args.len() > def.max_args {
-            let expected = if def.max_args == usize::MAX {
-                format!("at least {}", def.min_args)
-            } else if def.min_args == def.max_args {
-                format!("{}", def.min_args)
-            } else {
-                format!("{} or {}", def.min_args, def.max_args)
-            };
-            let msg = format!(
-                "`{}` takes {expected} argument{}, but {} {} given",
-                def.name,
-                if expected == "1" || expected == "at least 1" {
-                    ""
-                } else {
-                    "s"
-                },
-                args.len(),
-                if args.len() == 1 { "was" } else { "were" }
-            );
-            self.err(Code::WrongArity, span, msg).hint =
-                Some(format!("call it as {}", def.signature));
-        }
+        *func = Some(id);
+        let def = id.def();
+        self.arity(def, args.len(), span);
         let mut tys = Vec::with_capacity(args.len());
         for (i, a) in args.iter_mut().enumerate() {
-            let lam = def.lambda.filter(|(idx, _)| *idx == i).map(|(_, n)| n);
-            tys.push(self.expr_allow_lambda(a, lam));
+            let lam = def.lambda.filter(|h| h.arg == i).map(|h| h.params);
+            tys.push(self.expr_allow_lambda(a, lam).ty);
             if lam.is_some() && !matches!(a.kind, ExprKind::Lambda(_)) {
                 let msg = format!("the argument {} of `{}` must be a lambda", i + 1, def.name);
                 self.err(Code::InvalidArgument, a.span, msg).hint =
@@ -734,85 +643,56 @@ impl<'a> Checker<'a> {
             }
         }
         self.check_arg_types(def, args, &tys);
-        match def.id {
-            FuncId::Matches => {
-                if let Some(pat) = args.get(1) {
-                    match &pat.kind {
-                        ExprKind::Literal(Literal::Str(p)) => {
-                            match regex::RegexBuilder::new(p)
-                                .size_limit(1 << 20)
-                                .dfa_size_limit(1 << 20)
-                                .nest_limit(64)
-                                .build()
-                            {
-                                Ok(re) => self.regexes.push((span.start, Arc::new(re))),
-                                Err(err) => {
-                                    let first = err.to_string();
-                                    let line = first
-                                        .lines()
-                                        .rev()
-                                        .find(|l| l.starts_with("error:"))
-                                        .map(|l| l.trim_start_matches("error:").trim().to_string())
-                                        .unwrap_or_else(|| "the pattern is too large".into());
-                                    let msg = format!("invalid regular expression: {line}");
-                                    self.err(Code::InvalidRegex, pat.span, msg);
-                                }
-                            }
-                        }
-                        _ => {
-                            self.err(
-                                Code::InvalidRegex,
-                                pat.span,
-                                "the pattern of `matches` must be a literal string",
-                            )
-                            .hint = Some(
-                                "write the pattern in the policy, e.g. matches(s, \"^A[0-9]+$\")"
-                                    .into(),
-                            );
-                        }
-                    }
-                }
-            }
-            FuncId::Time => {
-                if let Some(Expr {
-                    kind: ExprKind::Literal(Literal::Str(s)),
-                    span: sp,
-                }) = args.first()
-                {
-                    if crate::timefmt::parse_rfc3339(s).is_none() {
-                        let sp = *sp;
-                        self.err(
-                            Code::InvalidTimestamp,
-                            sp,
-                            format!("`{s}` is not an RFC 3339 timestamp"),
-                        )
-                        .hint = Some("write it like \"2026-01-31T08:00:00Z\"".into());
-                    }
-                }
-            }
-            FuncId::DatePart => {
-                if let Some(Expr {
-                    kind: ExprKind::Literal(Literal::Str(s)),
-                    span: sp,
-                }) = args.get(1)
-                {
-                    if !crate::timefmt::DATE_PARTS.contains(&&**s) {
-                        let sp = *sp;
-                        self.err(
-                            Code::InvalidArgument,
-                            sp,
-                            format!("`{s}` is not a date part"),
-                        )
-                        .hint = Some(format!(
-                            "use one of {}",
-                            crate::timefmt::DATE_PARTS.join(", ")
-                        ));
-                    }
-                }
-            }
-            _ => {}
+        if let Some(check) = def.check {
+            check(self, args, span);
         }
-        info(self.return_type(def.id, &tys))
+        info(def.returns.of(&tys))
+    }
+
+    /// The module allow-list, the `time` flag, and the function's own flag.
+    fn gate(&mut self, def: &FuncDef, name: &str, module: &str, name_span: Span) {
+        let features = &self.opts.features;
+        if !features.module_allowed(module) {
+            let msg = format!(
+                "`{}` is in the module `std::{module}`, which is disabled in this deployment (module allow-list)",
+                name
+            );
+            self.err(Code::FeatureDisabled, name_span, msg);
+        } else if module == "time" && !features.time {
+            let msg = format!("`{name}` is disabled in this deployment (feature flag `time`)");
+            self.err(Code::FeatureDisabled, name_span, msg);
+        } else if let Some(flag) = def.flag.filter(|f| !(f.enabled)(features)) {
+            let msg = format!(
+                "`{}` is disabled in this deployment (feature flag `{}`)",
+                def.name, flag.name
+            );
+            self.err(Code::FeatureDisabled, name_span, msg).hint = Some(flag.hint.into());
+        }
+    }
+
+    fn arity(&mut self, def: &FuncDef, given: usize, span: Span) {
+        if given >= def.min_args && given <= def.max_args {
+            return;
+        }
+        let expected = if def.max_args == VARIADIC {
+            format!("at least {}", def.min_args)
+        } else if def.min_args == def.max_args {
+            format!("{}", def.min_args)
+        } else {
+            format!("{} or {}", def.min_args, def.max_args)
+        };
+        let msg = format!(
+            "`{}` takes {expected} argument{}, but {} {} given",
+            def.name,
+            if expected == "1" || expected == "at least 1" {
+                ""
+            } else {
+                "s"
+            },
+            given,
+            if given == 1 { "was" } else { "were" }
+        );
+        self.err(Code::WrongArity, span, msg).hint = Some(format!("call it as {}", def.signature));
     }
 
     fn expr_allow_lambda(&mut self, a: &mut Expr, params: Option<usize>) -> TyInfo {
@@ -849,53 +729,32 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn check_arg_types(&mut self, def: &stdlib::FuncDef, args: &[Expr], tys: &[TyInfo]) {
-        use FuncId::*;
-        let want_str = matches!(
-            def.id,
-            Lower | Upper | Trim | StartsWith | EndsWith | Split | Matches
-        );
-        let want_num = matches!(def.id, Abs | Round | Floor | Ceil | Sqrt | Pow | Clamp);
+    fn check_arg_types(&mut self, def: &FuncDef, args: &[Expr], tys: &[Ty]) {
+        let want_str = def.args == ArgTypes::Strings;
+        let want_num = def.args == ArgTypes::Numbers;
         for (a, t) in args.iter().zip(tys) {
-            let bad =
-                (want_str && !matches!(t.ty, Ty::Any | Ty::Str)) || (want_num && !t.ty.numeric());
+            let bad = (want_str && !matches!(t, Ty::Any | Ty::Str)) || (want_num && !t.numeric());
             if bad {
                 let msg = format!(
                     "`{}` expects {}, but `{}` is {}",
                     def.name,
                     if want_str { "strings" } else { "numbers" },
                     self.text(a.span),
-                    t.ty.describe()
+                    t.describe()
                 );
                 self.err(Code::TypeMismatch, a.span, msg).hint =
                     Some(format!("call it as {}", def.signature));
             }
         }
     }
+}
 
-    fn return_type(&self, id: FuncId, args: &[TyInfo]) -> Ty {
-        use FuncId::*;
-        let first = args.first().map(|t| t.ty).unwrap_or(Ty::Any);
-        match id {
-            Abs | Floor | Ceil | Round | Clamp => match first {
-                Ty::Qty(d) => Ty::Qty(d),
-                Ty::Num => Ty::Num,
-                _ => Ty::Any,
-            },
-            Min | Max | Sum | Avg => {
-                if args.len() > 1 && args.iter().all(|t| t.ty == Ty::Num) {
-                    Ty::Num
-                } else {
-                    Ty::Any
-                }
-            }
-            Sqrt | Pow | Len | Count | DatePart | NowUnixMillis | DurationBetweenMs => Ty::Num,
-            Lower | Upper | Trim => Ty::Str,
-            Contains | StartsWith | EndsWith | Matches | Any | All | Has => Ty::Bool,
-            Split | Map | Filter | Distinct | Sort | Keys => Ty::List,
-            Now | Time => Ty::Time,
-            Since | Between => Ty::Qty(Dimension::Duration),
-            Reduce | First | Last | Get => Ty::Any,
-        }
+impl CheckContext for Checker<'_> {
+    fn error(&mut self, code: Code, span: Span, message: String) -> &mut Diagnostic {
+        self.err(code, span, message)
+    }
+
+    fn add_regex(&mut self, offset: u32, re: Arc<regex::Regex>) {
+        self.regexes.push((offset, re));
     }
 }

@@ -35,6 +35,7 @@ pub mod policy_test;
 pub mod span;
 pub mod stdlib;
 pub mod timefmt;
+pub mod types;
 pub mod units;
 pub mod value;
 

@@ -484,11 +484,32 @@ fn codes_after(src: &str, pat: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every `.rs` file under these directories, concatenated in name order.
+fn read_rs_in(dirs: &[&str]) -> String {
+    let mut out = String::new();
+    for dir in dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+            .unwrap_or_else(|e| panic!("cannot list {dir}: {e}"))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+            .collect();
+        files.sort();
+        for f in files {
+            out.push_str(
+                &std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("cannot read {f:?}: {e}")),
+            );
+        }
+    }
+    out
+}
+
 #[test]
 fn runtime_and_error_codes_are_documented() {
     let doc = read("docs/diagnostics.md");
-    let eval = read("src/eval.rs");
+    // The evaluator, and the stdlib (which records causes through `cx`).
+    let eval = read_rs_in(&["src/eval", "src/stdlib"]);
     let mut codes = codes_after(&eval, "self.cause(\"");
+    codes.extend(codes_after(&eval, "cx.cause(\""));
     codes.extend(codes_after(&eval, "self.warn(r, \""));
     // The codes an evaluation or a context can fail with (typed now: one
     // value of each variant).
@@ -522,7 +543,7 @@ fn runtime_and_error_codes_are_documented() {
     ] {
         assert!(
             codes.iter().any(|c| c == must),
-            "the scan of src/eval.rs and src/value.rs no longer finds `{must}`"
+            "the scan of src/eval/ and src/stdlib/ and the typed error codes no longer find `{must}`"
         );
     }
     let undocumented: Vec<&String> = codes
