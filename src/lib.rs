@@ -25,6 +25,7 @@ pub mod diagnostics;
 pub mod document;
 pub mod eval;
 pub mod fmt;
+pub mod json;
 pub mod lexer;
 pub mod options;
 pub mod parser;
@@ -40,11 +41,13 @@ pub use checker::{compile, Compiled};
 pub use decision::Decision;
 pub use diagnostics::{Code, Diagnostic, DiagnosticJson, Severity};
 pub use eval::{evaluate, EvalError};
+pub use json::{Context, ContextError, ContextLimits};
 pub use options::{
     CheckOptions, EvalLimits, EvalOptions, Features, Profile, DEFAULT_MAX_POLICY_BYTES,
 };
 pub use policy::CompiledPolicy;
-pub use value::{Context, ContextError, ContextLimits, Timestamp, Value};
+pub use timefmt::Timestamp;
+pub use value::Value;
 
 /// The engine name and version reported by tools and the service.
 pub fn engine() -> String {
