@@ -1,8 +1,9 @@
 //! Omni: a policy language with units and three-valued logic.
 //!
-//! The pipeline runs one way: text → [`document`] (sections) → [`lexer`] and
-//! [`parser`] (rules) → [`checker`] (a [`CompiledPolicy`] or diagnostics) →
-//! [`eval`] (a [`Decision`] for a context and `now`).
+//! The pipeline runs one way: text → `document` (sections) → `lexer` and
+//! [`parser`] (rules) → `checker` (a [`CompiledPolicy`] or diagnostics) →
+//! `eval` (a [`Decision`] for a context and `now`). Contexts are read by
+//! [`json`]. The `omni` command line is the binary in `src/bin/omni/`.
 //!
 //! ```
 //! use omni::{compile, evaluate, CheckOptions, Context, ContextLimits, EvalOptions};
@@ -18,15 +19,14 @@
 //! ```
 
 pub mod ast;
-pub mod checker;
-pub mod cli;
+pub(crate) mod checker;
 pub mod decision;
 pub mod diagnostics;
-pub mod document;
-pub mod eval;
+pub(crate) mod document;
+pub(crate) mod eval;
 pub mod fmt;
 pub mod json;
-pub mod lexer;
+pub(crate) mod lexer;
 pub mod options;
 pub mod parser;
 pub mod policy;

@@ -54,7 +54,7 @@ impl Value {
 }
 
 /// An object that keeps its keys in the order they were written. The keys
-/// live in a [`Shape`] that objects with the same keys in the same order
+/// live in a `Shape` that objects with the same keys in the same order
 /// share (the records of a list, as the context parser finds them), so
 /// making or dropping such an object touches one reference count, not one
 /// per key.

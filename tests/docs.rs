@@ -499,7 +499,7 @@ fn code_fn(src: &str) -> &str {
 fn runtime_and_error_codes_are_documented() {
     let doc = read("docs/diagnostics.md");
     let eval = read("src/eval.rs");
-    let value = read("src/value.rs");
+    let value = read("src/json/context.rs");
     let mut codes = codes_after(&eval, "self.cause(\"");
     codes.extend(codes_after(&eval, "self.warn(r, \""));
     codes.extend(codes_after(code_fn(&eval), "=> \""));

@@ -8,6 +8,10 @@
 //! decides the same (actions and rule outcomes for a context). The same holds
 //! with `--upgrade`. And every example is already formatted.
 
+// The `omni` binary's diff, to show what is not formatted.
+#[path = "../src/bin/omni/diff.rs"]
+mod diff;
+
 use omni::fmt::{format_policy, same_policy, FmtOptions};
 use omni::{compile, evaluate, CheckOptions, Context, ContextLimits, EvalOptions, Profile};
 use proptest::prelude::*;
@@ -151,7 +155,7 @@ fn every_example_is_already_formatted() {
             "{} is not formatted; run `omni fmt --write {}`\n{}",
             p.display(),
             p.display(),
-            omni::fmt::unified_diff(&src, &formatted, "now", "formatted")
+            diff::unified_diff(&src, &formatted, "now", "formatted")
         );
     }
 }
