@@ -19,6 +19,9 @@
 //! spelling unless [`FmtOptions::upgrade`] is set, which rewrites them into the
 //! modern forms (their meaning is the same).
 //!
+//! Line endings are kept: a file whose first line ends in `\r\n` is written
+//! back with `\r\n` throughout.
+//!
 //! Formatting never changes meaning: [`format_policy`] checks the formatted
 //! text again and compares both compiled policies with [`same_policy`], and
 //! returns an error rather than a text that would behave differently.
@@ -91,6 +94,13 @@ pub fn format_policy(src: &str, opts: &FmtOptions) -> Result<String, FmtError> {
         return Err(FmtError::Invalid(Box::new(before)));
     };
     let text = layout(src, &policy, opts.upgrade);
+    // The layout is written with `\n`; a file written with `\r\n` (judged by
+    // its first line) keeps them.
+    let text = if src.find('\n').is_some_and(|i| src[..i].ends_with('\r')) {
+        text.replace('\n', "\r\n")
+    } else {
+        text
+    };
     let after = compile(&text, &check);
     match &after.policy {
         Some(p) => same_policy(&policy, p).map_err(FmtError::Changed)?,

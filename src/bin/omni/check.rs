@@ -2,11 +2,27 @@
 //! for people or as JSON.
 
 use crate::input::{display_name, read_input};
+use crate::limits::{policy_too_large, PolicyArgs};
 use crate::Format;
 use omni::diagnostics::{render_human, Severity};
-use omni::{CheckOptions, DEFAULT_MAX_POLICY_BYTES};
+use omni::CheckOptions;
 use std::io::Write;
 use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Policy files; `-` reads standard input.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Conformance problems are warnings instead of errors.
+    #[arg(long)]
+    lenient: bool,
+    /// How to print the diagnostics.
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+    #[command(flatten)]
+    policy_limits: PolicyArgs,
+}
 
 /// The check options of `--lenient`.
 pub fn options(lenient: bool) -> CheckOptions {
@@ -19,18 +35,14 @@ pub fn options(lenient: bool) -> CheckOptions {
 
 /// `omni check`: exit 0 when every file checks, 1 when one has errors, 2
 /// when one cannot be read.
-pub fn run(
-    files: &[PathBuf],
-    lenient: bool,
-    format: Format,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> i32 {
-    let opts = options(lenient);
+pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let format = args.format;
+    let max_policy_bytes = args.policy_limits.max_policy_bytes;
+    let opts = options(args.lenient);
     let mut code = 0;
     let mut reports = Vec::new();
     let color = false;
-    for f in files {
+    for f in &args.files {
         let name = display_name(f);
         let bytes = match read_input(f) {
             Ok(b) => b,
@@ -43,11 +55,11 @@ pub fn run(
             let _ = writeln!(err, "error: {name} is not UTF-8 text");
             return 2;
         };
-        if text.len() > DEFAULT_MAX_POLICY_BYTES {
+        if text.len() > max_policy_bytes {
             let _ = writeln!(
                 err,
-                "error[policy_too_large]: {name} is {} bytes; the limit is {DEFAULT_MAX_POLICY_BYTES}",
-                text.len()
+                "{}",
+                policy_too_large(&name, text.len(), max_policy_bytes)
             );
             code = 1;
             continue;

@@ -2,14 +2,37 @@
 //! in it, or rewrite them.
 
 use crate::diff::unified_diff;
+use crate::limits::{policy_too_large, PolicyArgs};
 use omni::diagnostics::render_human;
 use omni::fmt::{format_policy, FmtError, FmtOptions};
-use omni::DEFAULT_MAX_POLICY_BYTES;
+use omni::Profile;
 use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Policy files; `-` reads standard input.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print a diff for each file that is not formatted, and exit 1.
+    #[arg(long, conflicts_with = "write")]
+    check: bool,
+    /// Rewrite the files in place.
+    #[arg(long)]
+    write: bool,
+    /// Refuse policies with conformance problems (the default is lenient).
+    #[arg(long)]
+    strict: bool,
+    /// Rewrite legacy forms: `=` to `==`, two-line IF to one line, FOR without braces to braces.
+    #[arg(long)]
+    upgrade: bool,
+    #[command(flatten)]
+    policy_limits: PolicyArgs,
+}
 
 /// What `omni fmt` does with the formatted text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+enum Mode {
     /// Print it to standard output.
     Print,
     /// Print a diff for each file that is not formatted; exit 1 if any.
@@ -20,13 +43,22 @@ pub enum Mode {
 
 /// `omni fmt`: exit 0 when all is well, 1 when a file has errors (or, with
 /// `--check`, is not formatted), 2 on I/O errors.
-pub fn run(
-    files: &[std::path::PathBuf],
-    mode: Mode,
-    opts: &FmtOptions,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> i32 {
+pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let mode = match (args.check, args.write) {
+        (true, _) => Mode::Check,
+        (_, true) => Mode::Write,
+        _ => Mode::Print,
+    };
+    let opts = &FmtOptions {
+        profile: if args.strict {
+            Profile::Strict
+        } else {
+            Profile::Lenient
+        },
+        upgrade: args.upgrade,
+    };
+    let files = &args.files;
+    let max_policy_bytes = args.policy_limits.max_policy_bytes;
     use std::io::Read;
     let mut code = 0;
     let mut unformatted = 0;
@@ -68,12 +100,11 @@ pub fn run(
                 continue;
             }
         };
-        if text.len() > DEFAULT_MAX_POLICY_BYTES {
+        if text.len() > max_policy_bytes {
             let _ = writeln!(
                 err,
-                "error[policy_too_large]: {name} is {} bytes; the limit is {}",
-                text.len(),
-                DEFAULT_MAX_POLICY_BYTES
+                "{}",
+                policy_too_large(&name, text.len(), max_policy_bytes)
             );
             code = code.max(1);
             continue;
