@@ -7,6 +7,9 @@ use crate::stdlib::FuncId;
 use crate::units::UnitId;
 use std::sync::Arc;
 
+mod eq;
+pub use eq::{expr_eq, rule_eq};
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
     Number(f64),

@@ -1,4 +1,4 @@
-//! `omni fmt`: the canonical layout of a policy.
+//! The canonical layout of a policy (what `omni fmt` prints).
 //!
 //! The formatter works from the checked policy, not from the text alone: the
 //! rules are printed from their syntax tree, and the metadata sections from
@@ -19,11 +19,14 @@
 //! spelling unless [`FmtOptions::upgrade`] is set, which rewrites them into the
 //! modern forms (their meaning is the same).
 //!
+//! Line endings are kept: a file whose first line ends in `\r\n` is written
+//! back with `\r\n` throughout.
+//!
 //! Formatting never changes meaning: [`format_policy`] checks the formatted
 //! text again and compares both compiled policies with [`same_policy`], and
 //! returns an error rather than a text that would behave differently.
 
-use crate::ast::{Action, BinOp, Expr, ExprKind, Literal, MatchArm, Rule, RuleKind};
+use crate::ast::{rule_eq, Action, BinOp, Expr, ExprKind, Literal, MatchArm, Rule, RuleKind};
 use crate::checker::{compile, Compiled};
 use crate::document::{context_value, SectionKind};
 use crate::lexer::{lex, Tok};
@@ -91,6 +94,13 @@ pub fn format_policy(src: &str, opts: &FmtOptions) -> Result<String, FmtError> {
         return Err(FmtError::Invalid(Box::new(before)));
     };
     let text = layout(src, &policy, opts.upgrade);
+    // The layout is written with `\n`; a file written with `\r\n` (judged by
+    // its first line) keeps them.
+    let text = if src.find('\n').is_some_and(|i| src[..i].ends_with('\r')) {
+        text.replace('\n', "\r\n")
+    } else {
+        text
+    };
     let after = compile(&text, &check);
     match &after.policy {
         Some(p) => same_policy(&policy, p).map_err(FmtError::Changed)?,
@@ -551,7 +561,7 @@ fn prec(e: &Expr) -> u8 {
 }
 
 /// A number as the lexer reads it back to the same value.
-pub fn fmt_number(v: f64) -> String {
+pub fn literal_number(v: f64) -> String {
     let s = format!("{v}");
     if s.len() > 18 {
         format!("{v:e}")
@@ -580,8 +590,8 @@ pub fn fmt_string(s: &str) -> String {
 
 fn fmt_literal(l: &Literal) -> String {
     match l {
-        Literal::Number(v) => fmt_number(*v),
-        Literal::Quantity(v, u) => format!("{}{}", fmt_number(*v), u.suffix()),
+        Literal::Number(v) => literal_number(*v),
+        Literal::Quantity(v, u) => format!("{}{}", literal_number(*v), u.suffix()),
         Literal::Str(s) => fmt_string(s),
         Literal::Bool(true) => "true".into(),
         Literal::Bool(false) => "false".into(),
@@ -880,428 +890,6 @@ fn default_eq(a: &PolicyDefault, b: &PolicyDefault) -> bool {
     a.name == b.name && a.value == b.value && a.literal == b.literal
 }
 
-fn rule_eq(a: &Rule, b: &Rule) -> Result<(), String> {
-    let differ = |what: &str| {
-        Err(format!(
-            "rule {} (line {}): {what} differs",
-            a.id, a.span.line
-        ))
-    };
-    if a.id != b.id || a.index != b.index {
-        return differ("the id");
-    }
-    match (&a.kind, &b.kind) {
-        (
-            RuleKind::If {
-                cond: c1,
-                then_actions: t1,
-                else_actions: e1,
-                ..
-            },
-            RuleKind::If {
-                cond: c2,
-                then_actions: t2,
-                else_actions: e2,
-                ..
-            },
-        ) => {
-            if !expr_eq(c1, c2) {
-                return differ("the condition");
-            }
-            if !actions_eq(t1, t2) || !actions_eq(e1, e2) {
-                return differ("an action");
-            }
-        }
-        (
-            RuleKind::For {
-                var: v1,
-                slot: s1,
-                iterable: i1,
-                body: b1,
-                ..
-            },
-            RuleKind::For {
-                var: v2,
-                slot: s2,
-                iterable: i2,
-                body: b2,
-                ..
-            },
-        ) => {
-            if v1 != v2 || s1 != s2 || !expr_eq(i1, i2) {
-                return differ("the loop header");
-            }
-            if b1.len() != b2.len() {
-                return differ("the loop body");
-            }
-            for (x, y) in b1.iter().zip(b2) {
-                rule_eq(x, y)?;
-            }
-        }
-        (RuleKind::While { cond: c1, body: b1 }, RuleKind::While { cond: c2, body: b2 }) => {
-            if !expr_eq(c1, c2) {
-                return differ("the WHILE condition");
-            }
-            if b1.len() != b2.len() {
-                return differ("the WHILE body");
-            }
-            for (x, y) in b1.iter().zip(b2) {
-                rule_eq(x, y)?;
-            }
-        }
-        _ => return differ("the kind"),
-    }
-    Ok(())
-}
-
-fn actions_eq(a: &[Action], b: &[Action]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.name == y.name
-                && x.args.len() == y.args.len()
-                && x.args.iter().zip(&y.args).all(|(p, q)| expr_eq(p, q))
-        })
-}
-
-fn exprs_eq(a: &[Expr], b: &[Expr]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| expr_eq(x, y))
-}
-
-/// Structural equality of two expressions, ignoring spans.
-pub fn expr_eq(a: &Expr, b: &Expr) -> bool {
-    use ExprKind as K;
-    match (&a.kind, &b.kind) {
-        (K::Literal(x), K::Literal(y)) => x == y,
-        (
-            K::Name {
-                name: n1,
-                resolved: r1,
-            },
-            K::Name {
-                name: n2,
-                resolved: r2,
-            },
-        ) => n1 == n2 && r1 == r2,
-        (K::Root, K::Root) | (K::Error, K::Error) => true,
-        (K::List(x), K::List(y)) => exprs_eq(x, y),
-        (K::Member(b1, n1), K::Member(b2, n2)) => n1 == n2 && expr_eq(b1, b2),
-        (K::Index(b1, i1), K::Index(b2, i2)) => expr_eq(b1, b2) && expr_eq(i1, i2),
-        (
-            K::Call {
-                name: n1,
-                func: f1,
-                args: a1,
-                ..
-            },
-            K::Call {
-                name: n2,
-                func: f2,
-                args: a2,
-                ..
-            },
-        ) => n1 == n2 && f1 == f2 && exprs_eq(a1, a2),
-        (K::Not(x), K::Not(y)) | (K::Neg(x), K::Neg(y)) => expr_eq(x, y),
-        (K::Binary(o1, l1, r1), K::Binary(o2, l2, r2)) => {
-            o1 == o2 && expr_eq(l1, l2) && expr_eq(r1, r2)
-        }
-        (
-            K::In {
-                negated: n1,
-                item: i1,
-                collection: c1,
-            },
-            K::In {
-                negated: n2,
-                item: i2,
-                collection: c2,
-            },
-        ) => n1 == n2 && expr_eq(i1, i2) && expr_eq(c1, c2),
-        (
-            K::Match {
-                scrutinee: s1,
-                arms: a1,
-            },
-            K::Match {
-                scrutinee: s2,
-                arms: a2,
-            },
-        ) => {
-            expr_eq(s1, s2)
-                && a1.len() == a2.len()
-                && a1.iter().zip(a2).all(|(x, y)| {
-                    x.patterns == y.patterns
-                        && x.wildcard == y.wildcard
-                        && expr_eq(&x.body, &y.body)
-                })
-        }
-        (K::Lambda(x), K::Lambda(y)) => {
-            x.first_slot == y.first_slot
-                && x.params.len() == y.params.len()
-                && x.params.iter().zip(&y.params).all(|(p, q)| p.0 == q.0)
-                && expr_eq(&x.body, &y.body)
-        }
-        _ => false,
-    }
-}
-
-// ----- the command --------------------------------------------------------
-
-/// What `omni fmt` does with the formatted text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Print it to standard output.
-    Print,
-    /// Print a diff for each file that is not formatted; exit 1 if any.
-    Check,
-    /// Rewrite each file that is not formatted.
-    Write,
-}
-
-/// `omni fmt`: exit 0 when all is well, 1 when a file has errors (or, with
-/// `--check`, is not formatted), 2 on I/O errors.
-pub fn run_cli(
-    files: &[std::path::PathBuf],
-    mode: Mode,
-    opts: &FmtOptions,
-    out: &mut dyn std::io::Write,
-    err: &mut dyn std::io::Write,
-) -> i32 {
-    use std::io::Read;
-    let mut code = 0;
-    let mut unformatted = 0;
-    for path in files {
-        let stdin = path.as_os_str() == "-";
-        let name = if stdin {
-            "<stdin>".to_string()
-        } else {
-            path.display().to_string()
-        };
-        if stdin && mode == Mode::Write {
-            let _ = writeln!(err, "error: --write needs files, not standard input");
-            code = 2;
-            continue;
-        }
-        let bytes = if stdin {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .map(|_| buf)
-                .map_err(|e| e.to_string())
-        } else {
-            std::fs::read(path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => "no such file".to_string(),
-                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                _ => e.to_string(),
-            })
-        };
-        let text = match bytes.map(String::from_utf8) {
-            Ok(Ok(t)) => t,
-            Ok(Err(_)) => {
-                let _ = writeln!(err, "error: {name} is not UTF-8 text");
-                code = 2;
-                continue;
-            }
-            Err(e) => {
-                let _ = writeln!(err, "error: cannot read {name}: {e}");
-                code = 2;
-                continue;
-            }
-        };
-        if text.len() > crate::options::DEFAULT_MAX_POLICY_BYTES {
-            let _ = writeln!(
-                err,
-                "error[policy_too_large]: {name} is {} bytes; the limit is {}",
-                text.len(),
-                crate::options::DEFAULT_MAX_POLICY_BYTES
-            );
-            code = code.max(1);
-            continue;
-        }
-        let formatted = match format_policy(&text, opts) {
-            Ok(f) => f,
-            Err(FmtError::Invalid(c)) => {
-                let errors: Vec<_> = c.errors().cloned().collect();
-                let _ = write!(
-                    err,
-                    "{}",
-                    crate::diagnostics::render_human(&name, &text, &errors, false)
-                );
-                let _ = writeln!(err, "{name}: not formatted ({} errors)", errors.len());
-                code = code.max(1);
-                continue;
-            }
-            Err(e @ FmtError::Changed(_)) => {
-                let _ = writeln!(err, "{name}: {e}");
-                code = code.max(1);
-                continue;
-            }
-        };
-        match mode {
-            Mode::Print => {
-                let _ = write!(out, "{formatted}");
-            }
-            Mode::Check => {
-                if formatted != text {
-                    unformatted += 1;
-                    let _ = write!(
-                        out,
-                        "{}",
-                        unified_diff(&text, &formatted, &name, &format!("{name} (formatted)"))
-                    );
-                }
-            }
-            Mode::Write => {
-                if formatted != text {
-                    if let Err(e) = std::fs::write(path, &formatted) {
-                        let _ = writeln!(err, "error: cannot write {name}: {e}");
-                        code = 2;
-                        continue;
-                    }
-                    let _ = writeln!(out, "formatted {name}");
-                }
-            }
-        }
-    }
-    if mode == Mode::Check && unformatted > 0 {
-        let _ = writeln!(
-            err,
-            "{unformatted} of {} file(s) are not formatted; run `omni fmt --write` on them",
-            files.len()
-        );
-        code = code.max(1);
-    }
-    code
-}
-
-// ----- diff ---------------------------------------------------------------
-
-/// A unified diff (three lines of context) from `old` to `new`, with the
-/// file names in its header; empty when the texts are equal.
-pub fn unified_diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
-    if old == new {
-        return String::new();
-    }
-    let a: Vec<&str> = old.lines().collect();
-    let b: Vec<&str> = new.lines().collect();
-    let ops = diff_ops(&a, &b);
-    let mut out = format!("--- {old_name}\n+++ {new_name}\n");
-    // Group the edit script into hunks with up to three lines of context.
-    const CTX: usize = 3;
-    let changed: Vec<usize> = ops
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| !matches!(o, Op::Same(..)))
-        .map(|(i, _)| i)
-        .collect();
-    if changed.is_empty() {
-        // Only the line endings or the final newline differ.
-        out.push_str("@@ line endings or the final newline differ @@\n");
-        return out;
-    }
-    let mut i = 0;
-    while i < changed.len() {
-        let start = changed[i].saturating_sub(CTX);
-        let mut end = changed[i] + 1;
-        while i < changed.len() && changed[i] <= end + 2 * CTX {
-            end = changed[i] + 1;
-            i += 1;
-        }
-        let end = (end + CTX).min(ops.len());
-        let (mut a0, mut b0) = (0usize, 0usize);
-        for op in &ops[..start] {
-            match op {
-                Op::Same(..) => {
-                    a0 += 1;
-                    b0 += 1
-                }
-                Op::Del(_) => a0 += 1,
-                Op::Add(_) => b0 += 1,
-            }
-        }
-        let (mut na, mut nb) = (0, 0);
-        let mut body = String::new();
-        for op in &ops[start..end] {
-            match op {
-                Op::Same(x) => {
-                    na += 1;
-                    nb += 1;
-                    body.push_str(&format!(" {}\n", a[*x]));
-                }
-                Op::Del(x) => {
-                    na += 1;
-                    body.push_str(&format!("-{}\n", a[*x]));
-                }
-                Op::Add(y) => {
-                    nb += 1;
-                    body.push_str(&format!("+{}\n", b[*y]));
-                }
-            }
-        }
-        out.push_str(&format!(
-            "@@ -{},{na} +{},{nb} @@\n{body}",
-            a0 + usize::from(na > 0),
-            b0 + usize::from(nb > 0)
-        ));
-    }
-    out
-}
-
-enum Op {
-    Same(usize),
-    Del(usize),
-    Add(usize),
-}
-
-/// A shortest edit script by longest common subsequence (policies are small;
-/// past a size bound the whole text is replaced).
-fn diff_ops(a: &[&str], b: &[&str]) -> Vec<Op> {
-    // Common prefix and suffix first.
-    let mut pre = 0;
-    while pre < a.len() && pre < b.len() && a[pre] == b[pre] {
-        pre += 1;
-    }
-    let mut suf = 0;
-    while suf < a.len() - pre && suf < b.len() - pre && a[a.len() - 1 - suf] == b[b.len() - 1 - suf]
-    {
-        suf += 1;
-    }
-    let (ma, mb) = (&a[pre..a.len() - suf], &b[pre..b.len() - suf]);
-    let mut ops: Vec<Op> = (0..pre).map(Op::Same).collect();
-    if ma.len().saturating_mul(mb.len()) > 16_000_000 {
-        ops.extend((0..ma.len()).map(|i| Op::Del(pre + i)));
-        ops.extend((0..mb.len()).map(|j| Op::Add(pre + j)));
-    } else {
-        let w = mb.len() + 1;
-        let mut t = vec![0u32; (ma.len() + 1) * w];
-        for i in (0..ma.len()).rev() {
-            for j in (0..mb.len()).rev() {
-                t[i * w + j] = if ma[i] == mb[j] {
-                    t[(i + 1) * w + j + 1] + 1
-                } else {
-                    t[(i + 1) * w + j].max(t[i * w + j + 1])
-                };
-            }
-        }
-        let (mut i, mut j) = (0, 0);
-        while i < ma.len() || j < mb.len() {
-            if i < ma.len() && j < mb.len() && ma[i] == mb[j] {
-                ops.push(Op::Same(pre + i));
-                i += 1;
-                j += 1;
-            } else if i < ma.len() && (j == mb.len() || t[(i + 1) * w + j] >= t[i * w + j + 1]) {
-                ops.push(Op::Del(pre + i));
-                i += 1;
-            } else {
-                ops.push(Op::Add(pre + j));
-                j += 1;
-            }
-        }
-    }
-    let sa = a.len() - suf;
-    ops.extend((0..suf).map(|k| Op::Same(sa + k)));
-    ops
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1330,22 +918,14 @@ mod tests {
 
     #[test]
     fn numbers_strings_and_negatives_round_trip() {
-        assert_eq!(fmt_number(1e300), "1e300");
-        assert_eq!(fmt_number(0.5), "0.5");
-        assert_eq!(fmt_number(-3.0), "-3");
+        assert_eq!(literal_number(1e300), "1e300");
+        assert_eq!(literal_number(0.5), "0.5");
+        assert_eq!(literal_number(-3.0), "-3");
         assert_eq!(fmt_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u{1}\"");
         let src = policy("- IF (-x).y == - 2 AND a - -3 > 1e300 THEN X\n");
         assert_eq!(
             fmt(&src),
             policy("- IF (-x).y == -2 AND a - -3 > 1e300 THEN X\n")
         );
-    }
-
-    #[test]
-    fn diff_shows_changed_lines() {
-        let d = unified_diff("a\nb\nc\n", "a\nB\nc\n", "x", "y");
-        assert!(d.contains("-b\n+B\n"), "{d}");
-        assert!(d.starts_with("--- x\n+++ y\n@@ -1,3 +1,3 @@\n"), "{d}");
-        assert_eq!(unified_diff("a\n", "a\n", "x", "y"), "");
     }
 }

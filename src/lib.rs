@@ -1,8 +1,9 @@
 //! Omni: a policy language with units and three-valued logic.
 //!
-//! The pipeline runs one way: text → [`document`] (sections) → [`lexer`] and
-//! [`parser`] (rules) → [`checker`] (a [`CompiledPolicy`] or diagnostics) →
-//! [`eval`] (a [`Decision`] for a context and `now`).
+//! The pipeline runs one way: text → `document` (sections) → `lexer` and
+//! [`parser`] (rules) → `checker` (a [`CompiledPolicy`] or diagnostics) →
+//! `eval` (a [`Decision`] for a context and `now`). Contexts are read by
+//! [`json`]. The `omni` command line is the binary in `src/bin/omni/`.
 //!
 //! ```
 //! use omni::{compile, evaluate, CheckOptions, Context, ContextLimits, EvalOptions};
@@ -18,15 +19,15 @@
 //! ```
 
 pub mod ast;
-pub mod checker;
-pub mod cli;
+pub(crate) mod checker;
 pub mod decision;
 pub mod diagnostics;
-pub mod document;
+pub(crate) mod document;
 pub mod error_code;
-pub mod eval;
+pub(crate) mod eval;
 pub mod fmt;
-pub mod lexer;
+pub mod json;
+pub(crate) mod lexer;
 pub mod limits;
 pub mod options;
 pub mod parser;
@@ -43,13 +44,15 @@ pub use checker::{compile, Compiled};
 pub use decision::Decision;
 pub use diagnostics::{Code, Diagnostic, DiagnosticJson, Severity};
 pub use error_code::ErrorCode;
-pub use eval::{evaluate, EvalError};
+pub use eval::{evaluate, EvalError, ValueKind};
+pub use json::{Context, ContextError};
 pub use limits::{
     ContextLimits, EvalLimits, LimitOverrides, Limits, NestingLimits, DEFAULT_MAX_POLICY_BYTES,
 };
 pub use options::{CheckOptions, EvalOptions, Features, Profile};
 pub use policy::CompiledPolicy;
-pub use value::{Context, ContextError, Timestamp, Value};
+pub use timefmt::Timestamp;
+pub use value::Value;
 
 /// The engine name and version reported by tools and the service.
 pub fn engine() -> String {

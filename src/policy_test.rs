@@ -24,12 +24,15 @@
 //! `error = "budget_exceeded"` (the evaluation must fail with this code),
 //! `fuel = N` (the evaluation's step budget), `now`, `profile`.
 //!
+//! A case with a key it does not know fails, naming the key and the valid
+//! ones; the other cases of the file still run.
+//!
 //! After the run, the report lists for each policy the rules that no case
 //! fired (`fired` is 0 in every decision).
 
 use crate::ast::walk_rules;
 use crate::decision::{Decision, FiredAction};
-use crate::options::{CheckOptions, EvalLimits, EvalOptions, Profile};
+use crate::options::{CheckOptions, EvalLimits, EvalOptions, Profile, DEFAULT_MAX_POLICY_BYTES};
 use crate::policy::CompiledPolicy;
 use crate::value::{Context, ContextLimits};
 use serde::{Deserialize, Serialize};
@@ -56,8 +59,9 @@ struct TestFile {
     policy: Option<String>,
     profile: Option<ProfileName>,
     now: Option<toml::Value>,
+    /// Read one by one, so that a case with an unknown key fails alone.
     #[serde(default)]
-    cases: Vec<Case>,
+    cases: Vec<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +129,27 @@ pub struct Report {
     pub coverage: Vec<Coverage>,
     pub passed: usize,
     pub failed: usize,
+}
+
+/// The limits a run applies; the command line sets them.
+#[derive(Debug, Clone, Copy)]
+pub struct RunLimits {
+    /// The largest policy a test file may name.
+    pub max_policy_bytes: usize,
+    pub context: ContextLimits,
+    /// The evaluation's limits; a case's `fuel` replaces `eval.fuel`.
+    pub eval: EvalLimits,
+}
+
+impl Default for RunLimits {
+    /// The language's defaults.
+    fn default() -> Self {
+        RunLimits {
+            max_policy_bytes: DEFAULT_MAX_POLICY_BYTES,
+            context: ContextLimits::default(),
+            eval: EvalLimits::default(),
+        }
+    }
 }
 
 /// Finds the test files under the given paths (files, policies or
@@ -199,11 +224,11 @@ struct PolicyRuns {
 }
 
 /// Runs the test files; never fails (problems become failed cases).
-pub fn run_files(files: &[PathBuf]) -> Report {
+pub fn run_files(files: &[PathBuf], limits: &RunLimits) -> Report {
     let mut cases = Vec::new();
     let mut runs: Vec<(String, PolicyRuns)> = Vec::new();
     for f in files {
-        run_file(f, &mut cases, &mut runs);
+        run_file(f, limits, &mut cases, &mut runs);
     }
     let coverage = runs
         .into_iter()
@@ -250,7 +275,12 @@ fn time_text(v: &toml::Value) -> String {
     }
 }
 
-fn run_file(path: &Path, cases: &mut Vec<CaseResult>, runs: &mut Vec<(String, PolicyRuns)>) {
+fn run_file(
+    path: &Path,
+    limits: &RunLimits,
+    cases: &mut Vec<CaseResult>,
+    runs: &mut Vec<(String, PolicyRuns)>,
+) {
     let file = path.display().to_string();
     let name = name_of(path);
     let stem = name.strip_suffix(SUFFIX).unwrap_or(&name).to_string();
@@ -299,6 +329,14 @@ fn run_file(path: &Path, cases: &mut Vec<CaseResult>, runs: &mut Vec<(String, Po
             return;
         }
     };
+    if source.len() > limits.max_policy_bytes {
+        cases.push(file_failure(format!(
+            "the policy {policy_name} is {} bytes; the limit is {} (`policy_too_large`)",
+            source.len(),
+            limits.max_policy_bytes
+        )));
+        return;
+    }
     let run_index = match runs.iter().position(|(p, _)| *p == policy_name) {
         Some(i) => i,
         None => {
@@ -308,7 +346,36 @@ fn run_file(path: &Path, cases: &mut Vec<CaseResult>, runs: &mut Vec<(String, Po
     };
     let mut compiled: Vec<(Profile, Result<Arc<CompiledPolicy>, String>)> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
-    for case in &tf.cases {
+    // Each case is read on its own: one with an unknown key fails alone.
+    let parsed: Vec<Result<Case, String>> = tf
+        .cases
+        .iter()
+        .map(|v| v.clone().try_into::<Case>().map_err(|e| e.to_string()))
+        .collect();
+    for (i, (case, raw)) in parsed.iter().zip(&tf.cases).enumerate() {
+        let case = match case {
+            Ok(c) => c,
+            Err(e) => {
+                // Named as well as the table allows, so the report points at it.
+                let name = raw
+                    .get("name")
+                    .and_then(toml::Value::as_str)
+                    .map_or_else(|| format!("#{}", i + 1), str::to_string);
+                cases.push(CaseResult {
+                    name: format!("{stem}::{name}"),
+                    file: file.clone(),
+                    ok: false,
+                    failures: vec![format!(
+                        "case {} of {file} is not a valid case: {}",
+                        i + 1,
+                        e.trim_end()
+                    )],
+                    actions: Vec::new(),
+                    error: None,
+                });
+                continue;
+            }
+        };
         let mut failures = Vec::new();
         if seen.contains(&case.name.as_str()) {
             failures.push(format!(
@@ -360,7 +427,13 @@ fn run_file(path: &Path, cases: &mut Vec<CaseResult>, runs: &mut Vec<(String, Po
                         runs.rules.push((r.id.to_string(), r.span.line))
                     });
                 }
-                run_case(case, &tf, dir, &policy, runs, &mut result, &mut failures);
+                let run = Run {
+                    file: &tf,
+                    dir,
+                    policy: &policy,
+                    limits,
+                };
+                run_case(case, &run, runs, &mut result, &mut failures);
             }
         }
         result.ok = failures.is_empty();
@@ -412,15 +485,27 @@ fn toml_to_json(v: &toml::Value) -> Result<serde_json::Value, String> {
     })
 }
 
+/// What the cases of one test file share.
+struct Run<'a> {
+    file: &'a TestFile,
+    dir: &'a Path,
+    policy: &'a CompiledPolicy,
+    limits: &'a RunLimits,
+}
+
 fn run_case(
     case: &Case,
-    tf: &TestFile,
-    dir: &Path,
-    policy: &CompiledPolicy,
+    run: &Run,
     runs: &mut PolicyRuns,
     result: &mut CaseResult,
     failures: &mut Vec<String>,
 ) {
+    let Run {
+        file: tf,
+        dir,
+        policy,
+        limits,
+    } = *run;
     let now_text = case
         .now
         .as_ref()
@@ -442,12 +527,12 @@ fn run_case(
     };
     let opts = EvalOptions {
         limits: EvalLimits {
-            fuel: case.fuel.unwrap_or(EvalLimits::default().fuel),
-            ..EvalLimits::default()
+            fuel: case.fuel.unwrap_or(limits.eval.fuel),
+            ..limits.eval
         },
         ..EvalOptions::default()
     };
-    let outcome = Context::from_json(&bytes, &ContextLimits::default())
+    let outcome = Context::from_json(&bytes, &limits.context)
         .map_err(|e| (e.code().to_string(), e.to_string()))
         .and_then(|ctx| {
             crate::evaluate(policy, &ctx, now, &opts)
@@ -613,7 +698,8 @@ fn check_decision(case: &Case, d: &Decision, actions: &[String], failures: &mut 
     }
 }
 
-/// The human report, in the shape of `cargo test`'s.
+/// The human report, in the shape of `cargo test`'s, ending in one summary
+/// line: `N passed, N failed`.
 pub fn render_human(r: &Report) -> String {
     let mut s = String::new();
     let n = r.cases.len();
@@ -670,49 +756,8 @@ pub fn render_human(r: &Report) -> String {
             ));
         }
     }
-    s.push_str(&format!(
-        "\ntest result: {}. {} passed; {} failed\n",
-        if r.failed == 0 { "ok" } else { "FAILED" },
-        r.passed,
-        r.failed
-    ));
-    s.push_str(&format!("{} passed, {} failed\n", r.passed, r.failed));
+    s.push_str(&format!("\n{} passed, {} failed\n", r.passed, r.failed));
     s
-}
-
-/// `omni test`: exit 0 when every case passes, 1 when one fails, 2 when a
-/// path is not there.
-pub fn run_cli(
-    paths: &[PathBuf],
-    json: bool,
-    out: &mut dyn std::io::Write,
-    err: &mut dyn std::io::Write,
-) -> i32 {
-    let files = match discover(paths) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return 2;
-        }
-    };
-    if files.is_empty() {
-        let _ = writeln!(err, "note: no `*{SUFFIX}` files found");
-    }
-    let report = run_files(&files);
-    if json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        let _ = write!(out, "{}", render_human(&report));
-    }
-    if report.failed > 0 {
-        1
-    } else {
-        0
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! Timestamps: RFC 3339 parsing and formatting (UTC), and calendar parts.
 //! Times are nanoseconds since the Unix epoch in an `i64` (years 1677–2262).
 
-use crate::value::Timestamp;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+/// Nanoseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
 
 /// Parses an RFC 3339 timestamp (`2026-01-01T00:00:00Z`, offsets allowed).
 pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {

@@ -513,8 +513,8 @@ fn runtime_and_error_codes_are_documented() {
     codes.extend(codes_after(&eval, "self.warn(r, \""));
     // The codes an evaluation or a context can fail with (typed now: one
     // value of each variant).
-    use omni::eval::{EvalError, ValueKind};
     use omni::ContextError;
+    use omni::{EvalError, ValueKind};
     for e in [
         EvalError::BudgetExceeded(1),
         EvalError::TooManyIterations(1),

@@ -8,6 +8,10 @@
 //! decides the same (actions and rule outcomes for a context). The same holds
 //! with `--upgrade`. And every example is already formatted.
 
+// The `omni` binary's diff, to show what is not formatted.
+#[path = "../src/bin/omni/diff.rs"]
+mod diff;
+
 use omni::fmt::{format_policy, same_policy, FmtOptions};
 use omni::{compile, evaluate, CheckOptions, Context, ContextLimits, EvalOptions, Profile};
 use proptest::prelude::*;
@@ -151,7 +155,7 @@ fn every_example_is_already_formatted() {
             "{} is not formatted; run `omni fmt --write {}`\n{}",
             p.display(),
             p.display(),
-            omni::fmt::unified_diff(&src, &formatted, "now", "formatted")
+            diff::unified_diff(&src, &formatted, "now", "formatted")
         );
     }
 }
@@ -1051,4 +1055,77 @@ fn fmt_check_write_and_errors() {
     // An unreadable file is exit 2.
     let o = omni(&["fmt", dir.join("missing.omni").to_str().expect("path")]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn fmt_keeps_crlf_line_endings() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fmt_crlf");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let lf = "intent: x\nactor:\n- Primary: A\ncontext:\n- Domain: D\nrule:\n// why\n-  if a>1 then B\nconstraint: c\nimpact: i\ntrace: t\n";
+    let crlf = lf.replace('\n', "\r\n");
+    let messy = dir.join("messy.omni");
+    std::fs::write(&messy, &crlf).expect("write");
+    let path = messy.to_str().expect("UTF-8 path");
+
+    // The library keeps them, and the result is the LF layout with CRLF.
+    let formatted = format_policy(&crlf, &FmtOptions::default()).expect("formats");
+    let formatted_lf = format_policy(lf, &FmtOptions::default()).expect("formats");
+    assert_eq!(formatted, formatted_lf.replace('\n', "\r\n"));
+    assert!(
+        !formatted.replace("\r\n", "").contains('\n'),
+        "{formatted:?}"
+    );
+
+    // The command prints and writes CRLF, and `--check` then passes.
+    let o = omni(&["fmt", path]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), formatted);
+    let o = omni(&["fmt", "--write", path]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&messy).expect("read"), formatted);
+    let o = omni(&["fmt", "--check", path]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.stdout.is_empty());
+
+    // A formatted LF file stays LF.
+    let plain = dir.join("plain.omni");
+    std::fs::write(&plain, &formatted_lf).expect("write");
+    let o = omni(&["fmt", "--check", plain.to_str().expect("UTF-8 path")]);
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn fmt_takes_the_policy_size_limit_as_a_flag() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fmt_limit");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let src = format_policy(
+        "intent: x\nactor:\n- Primary: A\ncontext:\n- Domain: D\nrule:\n- IF a > 1 THEN B\nconstraint: c\nimpact: i\ntrace: t\n",
+        &FmtOptions::default(),
+    )
+    .expect("formats");
+    // Over the language's 100 KB default, under the command's 10 MiB.
+    let big = src.replace(
+        "RULE:\n",
+        &format!("RULE:\n{}", "// padding\n".repeat(12_000)),
+    );
+    assert!(big.len() > 100 * 1024);
+    let p = dir.join("big.omni");
+    std::fs::write(&p, &big).expect("write");
+    let path = p.to_str().expect("UTF-8 path");
+    assert_eq!(omni(&["fmt", path]).status.code(), Some(0));
+    let o = omni(&["fmt", "--max-policy-bytes", "1KiB", path]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("policy_too_large") && err.contains("the limit is 1024"),
+        "{err}"
+    );
 }

@@ -57,13 +57,9 @@ fn the_examples_tests_pass() {
     );
     let summary = out
         .lines()
-        .find_map(|l| l.strip_prefix("test result: ok. "))
+        .find_map(|l| l.strip_suffix(" passed, 0 failed"))
         .unwrap_or_else(|| panic!("no summary line:\n{out}"));
-    let passed: usize = summary
-        .split(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("a count");
+    let passed: usize = summary.parse().expect("a count");
     assert!(
         passed >= 18 * 3,
         "only {passed} cases for 18 examples:\n{out}"
@@ -127,11 +123,16 @@ fires = ["CloseDoor"]
         message.contains("the actions were: StartCooling"),
         "the message names the actual actions:\n{out}"
     );
-    assert!(
-        out.contains("test result: FAILED. 1 passed; 1 failed"),
+    // One summary, the plain line, and only once.
+    assert!(!out.contains("test result:"), "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("passed"))
+            .collect::<Vec<_>>(),
+        ["1 passed, 1 failed"],
         "{out}"
     );
-    assert!(out.lines().any(|l| l == "1 passed, 1 failed"), "{out}");
+    assert!(out.ends_with("\n1 passed, 1 failed\n"), "{out}");
 }
 
 #[test]
@@ -223,8 +224,26 @@ fire = ["StartCooling"]
     let o = omni(&["test", "store.omni"], &dir);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    // A typo makes the whole file fail: no case runs with a key ignored.
+    // A typo fails its case, naming the key and the valid ones; no case runs
+    // with a key ignored, and the other cases of the file still run.
     assert!(out.contains("unknown field `fire`"), "{out}");
+    assert!(
+        out.contains("test store::typo_in_a_key ... FAILED"),
+        "{out}"
+    );
+    let message = out
+        .split("---- store::typo_in_a_key")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no failure section for the case:\n{out}"));
+    assert!(message.contains("unknown field `fire`"), "{out}");
+    assert!(message.contains("`fires`"), "the valid keys:\n{out}");
+    assert!(message.contains("`not_fires`"), "the valid keys:\n{out}");
+    assert!(
+        out.contains("test store::outcome_by_line_and_id ... ok"),
+        "{out}"
+    );
+    assert!(out.contains("test store::budget ... ok"), "{out}");
+    assert!(out.contains("\n2 passed, 1 failed\n"), "{out}");
     let fixed = std::fs::read_to_string(dir.join("store.omni.test.toml"))
         .expect("read")
         .replace("fire = [", "fires = [");
@@ -251,4 +270,72 @@ fn a_missing_path_is_a_usage_error() {
     let o = omni(&["test", "no/such/dir"], root());
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no such file or directory"));
+}
+
+#[test]
+fn a_case_without_a_name_that_has_an_unknown_key_is_named_by_its_position() {
+    let dir = scratch("unnamed_typo");
+    std::fs::write(dir.join("store.omni"), POLICY).expect("write");
+    std::fs::write(
+        dir.join("store.omni.test.toml"),
+        r#"
+[[cases]]
+name = "warm"
+context = { Temperature = "10C" }
+fires = ["StartCooling"]
+
+[[cases]]
+context = { Temperature = "10C" }
+fires = ["StartCooling"]
+fuell = 10
+"#,
+    )
+    .expect("write");
+    let o = omni(&["test"], &dir);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("test store::warm ... ok"), "{out}");
+    assert!(out.contains("test store::#2 ... FAILED"), "{out}");
+    assert!(out.contains("unknown field `fuell`"), "{out}");
+}
+
+#[test]
+fn limits_are_flags() {
+    let dir = scratch("limits");
+    std::fs::write(dir.join("store.omni"), POLICY).expect("write");
+    // A context over the language's 100 KB default runs with the command's.
+    let readings: Vec<String> = (0..150_000).map(|i| i.to_string()).collect();
+    std::fs::write(
+        dir.join("big.json"),
+        format!(
+            "{{\"Temperature\": 10, \"Readings\": [{}]}}",
+            readings.join(",")
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("store.omni.test.toml"),
+        r#"
+[[cases]]
+name = "big_context"
+context_file = "big.json"
+fires = ["StartCooling"]
+"#,
+    )
+    .expect("write");
+    let o = omni(&["test"], &dir);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let o = omni(&["test", "--max-context-bytes", "64KiB"], &dir);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("context_too_large"), "{out}");
+    let o = omni(&["test", "--fuel", "2"], &dir);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("budget_exceeded"), "{out}");
+    let o = omni(&["test", "--max-policy-bytes", "100"], &dir);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("the limit is 100"), "{out}");
 }
