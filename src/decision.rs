@@ -1,4 +1,4 @@
-//! The decision of LANGUAGE.md §8 as serde types. Field order is fixed and
+//! The decision of `docs/language.md#the-decision` as serde types. Field order is fixed and
 //! every collection is a `Vec` in evaluation order, so the JSON of a decision
 //! is byte-identical across runs and platforms for the same inputs.
 

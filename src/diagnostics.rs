@@ -239,7 +239,7 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 
-    /// The JSON shape of SERVICE.md §2.
+    /// The JSON shape of `docs/api.md#endpoints`.
     pub fn to_json(&self, source: &str, index: &LineIndex) -> DiagnosticJson {
         let (end_line, end_column) = index.line_col(source, self.span.end as usize);
         DiagnosticJson {

@@ -1,4 +1,4 @@
-//! Document structure (LANGUAGE.md §1): splits the text into sections by
+//! Document structure (`docs/language.md#document-structure`): splits the text into sections by
 //! header lines, reads the metadata items and CONTEXT defaults, hands each
 //! RULE section to the lexer and parser, and reports conformance problems.
 

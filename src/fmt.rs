@@ -570,7 +570,7 @@ pub fn literal_number(v: f64) -> String {
     }
 }
 
-/// A string literal with the escapes of LANGUAGE.md §2.
+/// A string literal with the escapes of `docs/language.md#literals`.
 pub fn fmt_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');

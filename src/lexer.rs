@@ -1,4 +1,4 @@
-//! The lexer for rule text (LANGUAGE.md §2). It works on a byte range of the
+//! The lexer for rule text (`docs/language.md#literals`). It works on a byte range of the
 //! document (one RULE section), so spans are positions in the whole policy.
 //! It never fails: bad input becomes a diagnostic and lexing goes on.
 

@@ -1,5 +1,5 @@
 //! Options that shape checking and evaluation: the profile and the feature
-//! flags (`docs/language.md#profiles-and-features`). The limits live in
+//! flags (`docs/language.md#strict-and-lenient-profiles`, `docs/language.md#feature-flags`). The limits live in
 //! [`crate::limits`].
 
 pub use crate::limits::{EvalLimits, NestingLimits, DEFAULT_MAX_POLICY_BYTES};

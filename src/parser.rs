@@ -1,4 +1,4 @@
-//! The rule and expression parser (LANGUAGE.md §3–4) over the tokens of one
+//! The rule and expression parser (`docs/language.md#rules`) over the tokens of one
 //! RULE section. Recursive descent with precedence levels; every recursion is
 //! counted, so nesting past the limits is a diagnostic, never a stack
 //! overflow. After an error the parser skips to the next rule item and keeps

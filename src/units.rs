@@ -1,4 +1,4 @@
-//! The unit table of LANGUAGE.md §5: suffixes, dimensions and conversion to
+//! The unit table of `docs/language.md#units`: suffixes, dimensions and conversion to
 //! each dimension's base unit. Quantities keep the unit they were written in
 //! (so a bare number can adopt it) and convert only to compare or add.
 

@@ -555,3 +555,70 @@ fn runtime_and_error_codes_are_documented() {
         "docs/diagnostics.md does not document the runtime codes {undocumented:?}"
     );
 }
+
+/// GitHub's anchor for a heading: lower case, spaces to `-`, punctuation
+/// other than `-` and `_` dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every `docs/NAME.md#anchor` that a source comment cites names a heading
+/// that exists, so the map in the code stays true.
+#[test]
+fn doc_links_in_source_comments_name_real_headings() {
+    let mut sources = Vec::new();
+    let mut dirs = vec![
+        root().join("src"),
+        root().join("worker/src"),
+        root().join("supervisor/src"),
+    ];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                sources.push(p);
+            }
+        }
+    }
+    let mut checked = 0;
+    for path in sources {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, _) in text.match_indices("docs/") {
+            let rest = &text[i + 5..];
+            let Some(md) = rest.find(".md#") else {
+                continue;
+            };
+            let name = &rest[..md];
+            if !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+                continue;
+            }
+            let frag: String = rest[md + 4..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            let doc = read(&format!("docs/{name}.md"));
+            let found = doc
+                .lines()
+                .filter_map(|l| l.strip_prefix('#'))
+                .any(|h| anchor(h.trim_start_matches('#')) == frag);
+            assert!(
+                found,
+                "{}: docs/{name}.md#{frag} names no heading",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} links found");
+}

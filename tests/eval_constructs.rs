@@ -1,4 +1,4 @@
-//! One test per language construct, against LANGUAGE.md §3–8.
+//! One test per language construct, against `docs/language.md`.
 
 mod common;
 use common::*;

@@ -358,7 +358,7 @@ fn goldens_fire_actions_and_cover_every_outcome() {
 
 // ----- coverage of the language -------------------------------------------------
 
-/// Every unit suffix of LANGUAGE.md §5, by dimension.
+/// Every unit suffix of `docs/language.md#units`, by dimension.
 const UNITS: &[(&str, &[&str])] = &[
     ("ratio", &["%", "pct", "ppm"]),
     ("length", &["mm", "cm", "m", "km", "in", "ft", "mi"]),
@@ -378,7 +378,7 @@ const UNITS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Every stdlib function of LANGUAGE.md §7, legacy ones included.
+/// Every stdlib function of `docs/language.md#standard-library`, legacy ones included.
 const FUNCTIONS: &[&str] = &[
     "abs",
     "min",

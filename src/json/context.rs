@@ -555,7 +555,7 @@ impl<'a> Parser<'a> {
             }
             None
         };
-        // `{"value": 250, "unit": "cm"}` is a quantity (LANGUAGE.md §5).
+        // `{"value": 250, "unit": "cm"}` is a quantity (`docs/language.md#units`).
         if j == 2 {
             let keys = match &shape {
                 Some(sh) => &sh.keys[..],
