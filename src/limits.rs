@@ -9,8 +9,11 @@
 //! `docs/language.md#limits`.
 //!
 //! See `docs/language.md#limits` for what each limit means and the error code
-//! a request gets when it hits one.
+//! a request gets when it hits one. An evaluation that hits one stops with
+//! [`EvalError`], which lives here (not in the evaluator) because the
+//! evaluator and the stdlib both raise it.
 
+use crate::error_code::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 /// The largest policy text accepted by default, in bytes.
@@ -123,6 +126,47 @@ impl Limits {
         l.eval.fuel = low(l.eval.fuel, o.fuel);
         l.eval.max_loop_iterations = low(l.eval.max_loop_iterations, o.max_loop_iterations);
         l
+    }
+}
+
+// ----- hitting a limit ------------------------------------------------------
+
+/// Why an evaluation stopped without a decision.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    #[error("the evaluation ran out of its step budget ({0} steps)")]
+    BudgetExceeded(u64),
+    #[error("a FOR loop would run more than {0} iterations")]
+    TooManyIterations(u64),
+    #[error("a produced {0} would exceed the size limit of {1}")]
+    ValueTooLarge(ValueKind, u64),
+}
+
+impl EvalError {
+    /// The error code a caller receives.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            EvalError::BudgetExceeded(_) | EvalError::TooManyIterations(_) => {
+                ErrorCode::BudgetExceeded
+            }
+            EvalError::ValueTooLarge(..) => ErrorCode::ValueTooLarge,
+        }
+    }
+}
+
+/// What kind of value went over its size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    String,
+    List,
+}
+
+impl std::fmt::Display for ValueKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ValueKind::String => "string (bytes)",
+            ValueKind::List => "list (elements)",
+        })
     }
 }
 

@@ -25,7 +25,7 @@ mod time;
 
 use crate::ast::{Expr, Lambda};
 use crate::diagnostics::{Code, Diagnostic};
-use crate::eval::EvalError;
+use crate::limits::EvalError;
 use crate::options::Features;
 use crate::span::Span;
 use crate::types::Ty;
