@@ -1,9 +1,13 @@
 //! A bounded LRU cache of compiled policies, by policy id, limited both by
-//! the number of entries and by their approximate size in bytes.
+//! the number of entries and by their approximate size in bytes, and the
+//! entry the worker keeps in it ([`CachedPolicy`]).
 //!
 //! Small on purpose: a map from key to entry plus an ordered map from a
 //! use counter to key; the smallest counter is the least recently used.
 
+use crate::protocol::RequestOptions;
+use omni::options::CheckOptions;
+use omni::CompiledPolicy;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -155,9 +159,39 @@ impl<K: Clone + Eq + Hash, V: Clone> LruCache<K, V> {
     }
 }
 
+/// A compiled policy as cached: with the options it was checked under and
+/// the parts of a reply that depend only on the policy.
+#[derive(Debug)]
+pub struct CachedPolicy {
+    pub policy: Arc<CompiledPolicy>,
+    pub options: CheckOptions,
+    /// Warnings and notes (a cached policy has no errors).
+    pub diagnostics_json: String,
+    pub rules_json: String,
+}
+
+impl CachedPolicy {
+    pub(crate) fn approx_bytes(&self, key: &str) -> usize {
+        self.policy.approx_bytes()
+            + self.diagnostics_json.len()
+            + self.rules_json.len()
+            + key.len()
+            + std::mem::size_of::<Self>()
+    }
+
+    /// Whether this entry was checked under the options of `o`.
+    pub(crate) fn checked_as(&self, o: &RequestOptions) -> bool {
+        let c = &self.options;
+        c.profile == o.profile
+            && c.features == o.features
+            && c.max_expr_depth == Some(o.max_expr_depth)
+            && c.max_block_depth == Some(o.max_block_depth)
+    }
+}
+
 /// The cache the worker holds: policy id → compiled policy and what a reply
 /// needs besides the decision.
-pub type PolicyCache = LruCache<Arc<str>, Arc<crate::worker::CachedPolicy>>;
+pub type PolicyCache = LruCache<Arc<str>, Arc<CachedPolicy>>;
 
 #[cfg(test)]
 mod tests {
