@@ -1,7 +1,9 @@
-//! The worker loop: single thread, no async runtime. Applies the sandbox,
-//! says `Ready`, then for each request compiles the policy (or takes it from
-//! the cache), parses the context inside the sandbox, evaluates, and replies
-//! with exactly one frame per request.
+//! The worker loop: single thread, no async runtime. Applies the sandbox
+//! (handing it the evaluator's warm-up), says `Ready`, then for each request
+//! compiles the policy (or takes it from the cache), parses the context
+//! inside the sandbox, evaluates, and replies with exactly one frame per
+//! request, saying whether it kept the compiled policy. Also the
+//! [`WorkerConfig`] a worker is started with.
 
 use crate::cache::{CacheStats, CachedPolicy, PolicyCache};
 use crate::protocol::*;

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::restart::RestartReason;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use omni_worker::process::{Ended, Reaped};
-use omni_worker::protocol::{encode_frame, ErrorCode, PolicySource, Reply, Request};
+use omni_worker::protocol::{ErrorCode, Reply};
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::process::Child;
@@ -108,49 +108,11 @@ impl Driver {
                 if self.shared.stopping() && rx.is_empty() && pending.is_empty() {
                     break;
                 }
-                self.shared.set_state(self.slot, SlotState::Down);
-                let now = Instant::now();
-                if now < respawn_at {
-                    // Backing off: do not hold a client while waiting.
-                    pending.drain(..).for_each(unavailable);
-                    tokio::time::sleep((respawn_at - now).min(Duration::from_millis(50))).await;
-                    continue;
-                }
-                self.shared.set_state(self.slot, SlotState::Starting);
-                let cfg = self.shared.config();
-                match self.spawn(cfg.clone()).await {
-                    Ok(l) => {
-                        tracing::debug!(slot = self.slot, pid = l.pid, "worker started");
-                        live = Some(l);
-                    }
-                    Err(e) => {
-                        self.shared.failed_start(&cfg, &e);
-                        self.shared.set_state(self.slot, SlotState::Down);
-                        pending.drain(..).for_each(unavailable);
-                        respawn_at = Instant::now() + Duration::from_millis(200);
-                        continue;
-                    }
-                }
+                live = self.restart(&mut pending, &mut respawn_at).await;
             }
-            let Some(mut w) = live.take() else { continue };
+            let Some(w) = live.take() else { continue };
             self.shared.set_pid(self.slot, w.pid);
-            // A reload bumped the generation: roll this worker, one slot at a time.
-            let gen = self.shared.generation.load(Ordering::Acquire);
-            let mut wait = Duration::from_millis(250);
-            if w.generation != gen && !self.shared.stopping() && pending.is_empty() {
-                if self
-                    .shared
-                    .rolling
-                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    w = self.replace(w, "configuration reload").await;
-                    self.shared.rolling.store(false, Ordering::Release);
-                    self.shared.set_pid(self.slot, w.pid);
-                } else {
-                    wait = Duration::from_millis(20);
-                }
-            }
+            let (w, wait) = self.roll_if_reloaded(w, pending.is_empty()).await;
             self.shared.set_state(self.slot, SlotState::Idle);
             let job = match pending.pop_front() {
                 Some(job) => job,
@@ -195,6 +157,57 @@ impl Driver {
             self.retire(w);
         }
         self.shared.set_pid(self.slot, 0);
+    }
+
+    /// A slot without a worker: waits out the back-off (answering the jobs
+    /// it holds as unavailable), or starts a worker. `None`: none yet.
+    async fn restart(&self, pending: &mut VecDeque<Job>, respawn_at: &mut Instant) -> Option<Live> {
+        self.shared.set_state(self.slot, SlotState::Down);
+        let now = Instant::now();
+        if now < *respawn_at {
+            // Backing off: do not hold a client while waiting.
+            pending.drain(..).for_each(unavailable);
+            tokio::time::sleep((*respawn_at - now).min(Duration::from_millis(50))).await;
+            return None;
+        }
+        self.shared.set_state(self.slot, SlotState::Starting);
+        let cfg = self.shared.config();
+        match self.spawn(cfg.clone()).await {
+            Ok(l) => {
+                tracing::debug!(slot = self.slot, pid = l.pid, "worker started");
+                Some(l)
+            }
+            Err(e) => {
+                self.shared.failed_start(&cfg, &e);
+                self.shared.set_state(self.slot, SlotState::Down);
+                pending.drain(..).for_each(unavailable);
+                *respawn_at = Instant::now() + Duration::from_millis(200);
+                None
+            }
+        }
+    }
+
+    /// A reload bumped the generation: rolls this worker, one slot at a
+    /// time, once nothing is pending. Returns the worker and how long to
+    /// wait for a job before looking again (briefly while another slot rolls).
+    async fn roll_if_reloaded(&self, mut w: Live, nothing_pending: bool) -> (Live, Duration) {
+        let gen = self.shared.generation.load(Ordering::Acquire);
+        let mut wait = Duration::from_millis(250);
+        if w.generation != gen && !self.shared.stopping() && nothing_pending {
+            if self
+                .shared
+                .rolling
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                w = self.replace(w, "configuration reload").await;
+                self.shared.rolling.store(false, Ordering::Release);
+                self.shared.set_pid(self.slot, w.pid);
+            } else {
+                wait = Duration::from_millis(20);
+            }
+        }
+        (w, wait)
     }
 
     /// Starts a worker off the runtime's threads (fork, exec and the wait
@@ -394,35 +407,56 @@ impl Driver {
                 Err(failed) => {
                     // The worker died on (or ran past the deadline of) the
                     // job at the front; the ones behind it never started.
-                    let served = w.served;
-                    let reaped = self.kill(w).await;
-                    let reason = match failed {
-                        // Whatever the wait status says, the deadline killed it.
-                        Exchange::Deadline => RestartReason::Timeout,
-                        _ => RestartReason::unplanned(
-                            &reaped,
-                            Duration::from_secs(cfg.worker.cpu_seconds),
-                        ),
-                    };
+                    let reason = self.kill_for(w, &failed, &done.job.work, &cfg).await;
                     fast.record(&done.job.work.cache_key, None, fast_below);
-                    self.killed(&done.job.work, reason, &cfg, reaped.ended, served);
                     answer(done.job, JobResult::Killed(reason), queue_time);
-                    if !flight.is_empty() {
-                        tracing::info!(
-                            slot = self.slot,
-                            moved = flight.len(),
-                            "requests queued behind it on the worker never started; they go to its replacement"
-                        );
-                    }
-                    for f in flight.into_iter().rev() {
-                        pending.push_front(f.job);
-                    }
-                    if let Some(job) = held {
-                        pending.push_back(job);
-                    }
+                    self.requeue_unstarted(flight, held, pending);
                     return Err(self.shared.unplanned_restart(&cfg));
                 }
             }
+        }
+    }
+
+    /// Kills the worker that failed `work`, records it, and says why it
+    /// ended: the deadline, or what its exit tells.
+    async fn kill_for(
+        &self,
+        w: Live,
+        failed: &Exchange,
+        work: &Work,
+        cfg: &Config,
+    ) -> RestartReason {
+        let served = w.served;
+        let reaped = self.kill(w).await;
+        let reason = match failed {
+            // Whatever the wait status says, the deadline killed it.
+            Exchange::Deadline => RestartReason::Timeout,
+            _ => RestartReason::unplanned(&reaped, Duration::from_secs(cfg.worker.cpu_seconds)),
+        };
+        self.killed(work, reason, cfg, reaped.ended, served);
+        reason
+    }
+
+    /// Hands the jobs a lost worker never started to its replacement: those
+    /// sent behind the failed one first, in order, and a held one last.
+    fn requeue_unstarted(
+        &self,
+        flight: VecDeque<InFlight>,
+        held: Option<Job>,
+        pending: &mut VecDeque<Job>,
+    ) {
+        if !flight.is_empty() {
+            tracing::info!(
+                slot = self.slot,
+                moved = flight.len(),
+                "requests queued behind it on the worker never started; they go to its replacement"
+            );
+        }
+        for f in flight.into_iter().rev() {
+            pending.push_front(f.job);
+        }
+        if let Some(job) = held {
+            pending.push_back(job);
         }
     }
 
@@ -447,57 +481,14 @@ impl Driver {
             // The client has gone; do not spend a worker on it.
             return;
         }
-        if queue_time > work.queue_expiry(Duration::from_millis(cfg.worker.timeout_ms))
-            || self.shared.stopping() && queue_time > Duration::from_millis(cfg.drain_timeout_ms)
-        {
-            let _ = reply.send(JobReply {
-                result: JobResult::Expired,
-                queue_time,
-            });
-            return;
-        }
-        if let Some(left) = self.shared.quarantined(&work.quarantine_key) {
-            let _ = reply.send(JobReply {
-                result: JobResult::Quarantined(left),
-                queue_time,
-            });
+        if let Some(result) = self.refused(&work, queue_time, cfg) {
+            let _ = reply.send(JobReply { result, queue_time });
             return;
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         // Only the id, for a policy the worker said it kept.
         let cached = w.kept.contains(&work.cache_key);
-        let mut req = Request {
-            id,
-            policy: if cached {
-                PolicySource::Cached {
-                    policy_id: std::mem::take(&mut work.cache_key),
-                }
-            } else {
-                PolicySource::Text {
-                    policy_id: std::mem::take(&mut work.cache_key),
-                    text: std::mem::take(&mut work.text),
-                }
-            },
-            context: work.context.take(),
-            now_unix_nanos: work.now_unix_nanos,
-            options: std::mem::take(&mut work.options),
-        };
-        let encoded = encode_frame(&req, &mut w.buf).is_ok();
-        // Take the parts back: the job may have to be sent again.
-        match std::mem::replace(
-            &mut req.policy,
-            PolicySource::Cached {
-                policy_id: String::new(),
-            },
-        ) {
-            PolicySource::Cached { policy_id } => work.cache_key = policy_id,
-            PolicySource::Text { policy_id, text } => {
-                work.cache_key = policy_id;
-                work.text = text;
-            }
-        }
-        work.context = req.context.take();
-        work.options = std::mem::take(&mut req.options);
+        let encoded = work.encode(id, cached, &mut w.buf);
         let now = Instant::now();
         let idle = flight.is_empty();
         flight.push_back(InFlight {
@@ -527,6 +518,18 @@ impl Driver {
             // SAFETY: shutdown on a socket we own; it stays open until dropped.
             unsafe { libc::shutdown(w.stream.as_raw_fd(), libc::SHUT_RDWR) };
         }
+    }
+
+    /// Why a job that waited `queue_time` is answered without running: it
+    /// waited too long, or its policy was quarantined meanwhile.
+    fn refused(&self, work: &Work, queue_time: Duration, cfg: &Config) -> Option<JobResult> {
+        if queue_time > work.queue_expiry(Duration::from_millis(cfg.worker.timeout_ms))
+            || self.shared.stopping() && queue_time > Duration::from_millis(cfg.drain_timeout_ms)
+        {
+            return Some(JobResult::Expired);
+        }
+        let left = self.shared.quarantined(&work.quarantine_key)?;
+        Some(JobResult::Quarantined(left))
     }
 
     fn killed(&self, work: &Work, reason: RestartReason, cfg: &Config, ended: Ended, served: u64) {

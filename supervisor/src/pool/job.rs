@@ -3,7 +3,9 @@
 //! ([`JobResult`]), and why the pool would not take it ([`SubmitError`]).
 
 use crate::restart::RestartReason;
-use omni_worker::protocol::{Evaluated, Failure, RequestOptions};
+use omni_worker::protocol::{
+    encode_frame, Evaluated, Failure, PolicySource, Request, RequestOptions,
+};
 use std::time::{Duration, Instant};
 
 /// What an evaluation needs; built by the HTTP side, consumed by a driver.
@@ -36,6 +38,45 @@ impl Work {
     pub fn queue_expiry(&self, worker_timeout: Duration) -> Duration {
         self.deadline + worker_timeout * 8
     }
+
+    /// Encodes the request frame for this work into `buf` (`cached`: send
+    /// only the policy id), then takes the parts back: the job may have to
+    /// be sent again, to a replacement worker or with its text. `false`:
+    /// it could not be encoded.
+    pub fn encode(&mut self, id: u64, cached: bool, buf: &mut Vec<u8>) -> bool {
+        let mut req = Request {
+            id,
+            policy: if cached {
+                PolicySource::Cached {
+                    policy_id: std::mem::take(&mut self.cache_key),
+                }
+            } else {
+                PolicySource::Text {
+                    policy_id: std::mem::take(&mut self.cache_key),
+                    text: std::mem::take(&mut self.text),
+                }
+            },
+            context: self.context.take(),
+            now_unix_nanos: self.now_unix_nanos,
+            options: std::mem::take(&mut self.options),
+        };
+        let encoded = encode_frame(&req, buf).is_ok();
+        match std::mem::replace(
+            &mut req.policy,
+            PolicySource::Cached {
+                policy_id: String::new(),
+            },
+        ) {
+            PolicySource::Cached { policy_id } => self.cache_key = policy_id,
+            PolicySource::Text { policy_id, text } => {
+                self.cache_key = policy_id;
+                self.text = text;
+            }
+        }
+        self.context = req.context.take();
+        self.options = std::mem::take(&mut req.options);
+        encoded
+    }
 }
 
 /// How a job ended.
@@ -62,6 +103,7 @@ pub struct JobReply {
     pub queue_time: Duration,
 }
 
+/// A queued job: the work, when it was queued, and where its answer goes.
 pub struct Job {
     pub work: Work,
     pub enqueued: Instant,
