@@ -470,4 +470,43 @@ mod tests {
             ["ReturnToHome", "Report(WARM!)", "Flag(2.5)"]
         );
     }
+
+    fn text(policy_id: &str, text: &str) -> Request {
+        Request {
+            id: 1,
+            policy: PolicySource::Text {
+                policy_id: policy_id.into(),
+                text: text.into(),
+            },
+            context: None,
+            now_unix_nanos: 0,
+            options: Default::default(),
+        }
+    }
+
+    fn kept(reply: Reply) -> bool {
+        match reply {
+            Reply::Done(e) => e.kept,
+            other => panic!("expected Done, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_reply_says_whether_the_policy_was_kept() {
+        let mut state = WorkerState::new(&WorkerConfig::default());
+        assert!(kept(state.handle(text("p", WARM_UP_POLICY))));
+        let mut cached = text("p", "");
+        cached.policy = PolicySource::Cached {
+            policy_id: "p".into(),
+        };
+        assert!(kept(state.handle(cached)));
+        // A policy with errors is not cached.
+        assert!(!kept(state.handle(text("bad", "RULE:\n- IF THEN\n"))));
+        // Nor is anything when the cache is off.
+        let mut off = WorkerState::new(&WorkerConfig {
+            cache_entries: 0,
+            ..WorkerConfig::default()
+        });
+        assert!(!kept(off.handle(text("p", WARM_UP_POLICY))));
+    }
 }

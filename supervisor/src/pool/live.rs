@@ -350,3 +350,23 @@ pub fn retire(mut child: Child) {
         tracing::debug!(pid, "retired worker did not exit; killed it");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::KeptPolicies;
+
+    #[test]
+    fn kept_policies_follow_the_workers_answers() {
+        let mut k = KeptPolicies::new(2);
+        k.record("a", true);
+        k.record("b", true);
+        k.record("c", false);
+        assert!(k.contains("a") && k.contains("b") && !k.contains("c"));
+        k.record("c", true); // over the bound: the oldest goes
+        assert!(!k.contains("a") && k.contains("b") && k.contains("c"));
+        k.record("b", false); // the worker no longer has it
+        assert!(!k.contains("b"));
+        k.forget("c");
+        assert!(!k.contains("c"));
+    }
+}
