@@ -7,7 +7,7 @@ use crate::pool::{JobReply, JobResult};
 use crate::restart::RestartReason;
 use hyper::StatusCode;
 use omni::json::check as json_check;
-use omni_worker::protocol::{ErrorCode, Failure, Outcome};
+use omni_worker::protocol::{ErrorCode, Evaluated, Failure};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::time::Duration;
@@ -82,7 +82,7 @@ struct SeverityPeek<'a> {
 pub fn validate_body(
     request_id: &str,
     policy_id: &str,
-    o: &Outcome,
+    o: &Evaluated,
     timings: TimingsJson,
     engine: &str,
 ) -> Result<Vec<u8>, ApiError> {
@@ -438,10 +438,11 @@ mod tests {
             (format!("[{diag_e},{diag_w}]"), None),
             (format!("[{diag_w}]"), Some("null")),
         ] {
-            let o = Outcome {
+            let o = Evaluated {
                 id: 1,
                 policy_id: "sha256:ab".into(),
                 cache_hit: true,
+                kept: true,
                 diagnostics_json: diags.clone(),
                 has_errors: false,
                 rules_json: r#"[{"id":"R1","line":12,"condition":"a < \"b\"","action":"X"}]"#
@@ -483,7 +484,7 @@ mod tests {
             );
         }
         // Worker JSON that is not one value is an internal error.
-        let refused = |o: &Outcome| {
+        let refused = |o: &Evaluated| {
             let t = TimingsJson {
                 queue_us: 0,
                 parse_us: 0,
@@ -493,10 +494,11 @@ mod tests {
             };
             validate_body("r", "p", o, t, "e").unwrap_err() == ApiError::Internal
         };
-        let mut o = Outcome {
+        let mut o = Evaluated {
             id: 1,
             policy_id: String::new(),
             cache_hit: false,
+            kept: false,
             diagnostics_json: "[]".into(),
             has_errors: false,
             rules_json: "[]".into(),

@@ -5,6 +5,7 @@
 use crate::auth::TokenTable;
 use crate::config::{Config, TenantSection};
 use crate::limits::{Inflight, RateLimiter};
+use crate::lock;
 use crate::metrics::{Metrics, Snapshot};
 use crate::pool::WorkerPool;
 use std::net::IpAddr;
@@ -94,17 +95,11 @@ impl App {
     }
 
     pub fn settings(&self) -> Arc<Settings> {
-        match self.settings.read() {
-            Ok(s) => s.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        lock::read(&self.settings).clone()
     }
 
     pub fn set_settings(&self, s: Settings) {
-        match self.settings.write() {
-            Ok(mut g) => *g = Arc::new(s),
-            Err(p) => *p.into_inner() = Arc::new(s),
-        }
+        *lock::write(&self.settings) = Arc::new(s);
     }
 
     pub fn draining(&self) -> bool {
@@ -116,7 +111,7 @@ impl App {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let (idle, busy, starting, down) = self.pool.shared().states();
+        let (idle, busy, starting, down) = self.pool.states();
         Snapshot {
             workers_total: self.pool.size(),
             workers_idle: idle,
@@ -125,7 +120,7 @@ impl App {
             workers_down: down,
             inflight: self.inflight.current(),
             queue_depth: self.pool.queue_depth(),
-            quarantined_policies: self.pool.shared().quarantined_count(),
+            quarantined_policies: self.pool.quarantined_count(),
             uptime_sec: self.started.elapsed().as_secs(),
         }
     }

@@ -5,6 +5,7 @@
 
 use crate::api::{error_body, ApiError};
 use crate::app::App;
+use crate::body::Body;
 use crate::ids::{new_request_id, valid_request_id};
 use crate::playground::Asset;
 use crate::validate::{self, ValidateInput, ValidateLog};
@@ -23,8 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-
-pub type Body = Full<Bytes>;
 
 /// Bounded set of endpoint names for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,7 +318,7 @@ fn readiness(app: &App, request_id: &str) -> Response<Body> {
         "draining"
     } else if !app.pool.has_capacity() {
         "not_ready"
-    } else if app.pool.shared().in_backoff() {
+    } else if app.pool.in_backoff() {
         "crash_loop"
     } else {
         "ready"

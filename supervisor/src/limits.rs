@@ -2,6 +2,7 @@
 //! buckets per client or tenant, the in-flight cap (global and per tenant),
 //! and who the client is when a trusted proxy sits in front.
 
+use crate::lock::lock;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,10 +55,7 @@ impl RateLimiter {
         max_clients: usize,
         now: Instant,
     ) -> Result<(), Duration> {
-        let mut map = match self.buckets.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
+        let mut map = lock(&self.buckets);
         if !map.contains_key(key) && map.len() >= max_clients {
             map.retain(|_, b| b.tokens + now.duration_since(b.last).as_secs_f64() * rate < burst);
             if map.len() >= max_clients {
@@ -84,10 +82,7 @@ impl RateLimiter {
 
     #[cfg(test)]
     pub fn clients(&self) -> usize {
-        match self.buckets.lock() {
-            Ok(m) => m.len(),
-            Err(p) => p.into_inner().len(),
-        }
+        lock(&self.buckets).len()
     }
 }
 
@@ -129,10 +124,7 @@ impl Inflight {
         counters.push(self.total.clone());
         if let Some((name, tmax)) = tenant {
             let c = {
-                let mut map = match self.per_tenant.lock() {
-                    Ok(m) => m,
-                    Err(p) => p.into_inner(),
-                };
+                let mut map = lock(&self.per_tenant);
                 map.entry(name.to_string()).or_default().clone()
             };
             if !try_inc(&c, tmax) {

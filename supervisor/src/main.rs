@@ -3,17 +3,21 @@
 //! One binary, two roles. Started with `--worker-config` it is a worker:
 //! it confines itself and evaluates requests on fd 3, with no runtime and no
 //! threads. Otherwise it is the supervisor: it reads the configuration,
-//! starts the workers, then opens the HTTP listener.
+//! starts the workers, then hands over to [`lifecycle`] (listen, reload,
+//! drain) and retires the workers at the end.
 
 #![recursion_limit = "256"]
 
 mod api;
 mod app;
 mod auth;
+mod body;
 mod config;
 mod http;
 mod ids;
+mod lifecycle;
 mod limits;
+mod lock;
 mod logging;
 mod metrics;
 mod openapi;
@@ -29,7 +33,7 @@ use auth::TokenTable;
 use clap::Parser;
 use config::{Config, LogFormat, SandboxMode};
 use metrics::Metrics;
-use pool::WorkerPool;
+use pool::{PoolEvent, WorkerPool};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,6 +114,13 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     Ok(c)
 }
 
+/// The configuration and the tokens file, as start-up and a reload read them.
+fn load(cli: &Cli) -> Result<(Config, TokenTable), String> {
+    let config = load_config(cli)?;
+    let tokens = load_tokens(&config)?;
+    Ok((config, tokens))
+}
+
 fn load_tokens(c: &Config) -> Result<TokenTable, String> {
     if !c.auth.enabled {
         return Ok(TokenTable::default());
@@ -132,15 +143,8 @@ fn run(cli: Cli) -> i32 {
         println!("{tenant} {}", auth::token_hash_hex(token.trim()));
         return 0;
     }
-    let config = match load_config(&cli) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("omnid: configuration error: {e}");
-            return 1;
-        }
-    };
-    let tokens = match load_tokens(&config) {
-        Ok(t) => t,
+    let (config, tokens) = match load(&cli) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("omnid: configuration error: {e}");
             return 1;
@@ -176,7 +180,10 @@ fn run(cli: Cli) -> i32 {
             return 1;
         }
     };
-    let pool = match WorkerPool::start(config.clone(), metrics.clone(), runtime.handle()) {
+    // The pool's crash loops and giving up show in systemd's status line.
+    let on_event = Box::new(|e: &PoolEvent| systemd::status(e.message()));
+    let pool = match WorkerPool::start(config.clone(), metrics.clone(), runtime.handle(), on_event)
+    {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "start-up failed");
@@ -195,7 +202,14 @@ fn run(cli: Cli) -> i32 {
         pool,
         metrics,
     ));
-    let code = runtime.block_on(serve(cli, app.clone(), log, workers_ready, sandbox_line));
+    let load = move || load(&cli);
+    let code = runtime.block_on(lifecycle::serve(
+        &load,
+        app.clone(),
+        log,
+        workers_ready,
+        sandbox_line,
+    ));
     let drain = Duration::from_millis(app.settings().config.drain_timeout_ms);
     let pool_app = app.clone();
     // Retire the workers outside the runtime: it blocks on their exits.
@@ -234,136 +248,4 @@ fn sandbox_summary(c: &Config, r: &omni_worker::protocol::SandboxReport) -> (boo
         s.push_str(&format!(", skipped [{}]", r.skipped.join("; ")));
     }
     (r.seccomp, s)
-}
-
-async fn serve(
-    cli: Cli,
-    app: Arc<App>,
-    log: logging::LogHandle,
-    workers_ready: String,
-    sandbox: (bool, String),
-) -> i32 {
-    let config = app.settings().config.clone();
-    let listener = match tokio::net::TcpListener::bind(config.listen_addr()).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(listen = %config.listen, error = %e.kind(), "cannot listen");
-            eprintln!("omnid: cannot listen on {}: {}", config.listen, e.kind());
-            return 1;
-        }
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a.to_string(),
-        Err(_) => config.listen.clone(),
-    };
-    let mut signals = match signals::listen() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("omnid: cannot install signal handlers: {}", e.kind());
-            return 1;
-        }
-    };
-    // The three-line start-up summary.
-    tracing::info!(addr = %addr, "listening on {addr}");
-    tracing::info!(workers = app.pool.size(), "{workers_ready}");
-    if sandbox.0 {
-        tracing::info!("{}", sandbox.1);
-    } else {
-        tracing::warn!("{}", sandbox.1);
-    }
-    systemd::ready(&format!("listening on {addr}"));
-    if let Some(every) = systemd::watchdog_interval() {
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(every);
-            loop {
-                t.tick().await;
-                systemd::watchdog();
-            }
-        });
-    }
-
-    let conns = Arc::new(http::Connections::default());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (close_tx, close_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(http::serve(
-        listener,
-        app.clone(),
-        conns.clone(),
-        stop_rx,
-        close_rx,
-    ));
-    let exit_code = loop {
-        tokio::select! {
-            ev = signals.recv() => match ev {
-                Some(signals::Event::Reload) => reload(&cli, &app, &log),
-                Some(signals::Event::Drain(sig)) => {
-                    tracing::info!(signal = sig, "draining");
-                    break 0;
-                }
-                None => break 0,
-            },
-            why = app.pool.fatal() => {
-                tracing::error!(reason = %why, "stopping: the worker pool cannot recover");
-                break 1;
-            }
-        }
-    };
-    // Drain: refuse new work, stop accepting, let in-flight requests finish.
-    app.start_draining();
-    systemd::stopping();
-    let _ = stop_tx.send(true);
-    let _ = server.await;
-    let drain = Duration::from_millis(app.settings().config.drain_timeout_ms);
-    let until = Instant::now() + drain;
-    while app.inflight.current() > 0 && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    if app.inflight.current() > 0 {
-        tracing::warn!(
-            inflight = app.inflight.current(),
-            "drain timeout: requests still in flight"
-        );
-    }
-    // Let answered requests' responses reach their clients, then close.
-    let _ = close_tx.send(true);
-    let until = Instant::now() + Duration::from_secs(2);
-    while conns.open() > 0 && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    exit_code
-}
-
-/// SIGHUP: re-reads the configuration and the tokens file, applies what can
-/// change live, and rolls the workers one at a time.
-fn reload(cli: &Cli, app: &App, log: &logging::LogHandle) {
-    let old = app.settings();
-    let new = match load_config(cli) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "reload failed; keeping the running configuration");
-            return;
-        }
-    };
-    let tokens = match load_tokens(&new) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "reload failed; keeping the running configuration");
-            return;
-        }
-    };
-    let ignored = old.config.restart_only_changes(&new);
-    if !ignored.is_empty() {
-        tracing::warn!(
-            keys = %ignored.join(", "),
-            "these keys only change on restart; keeping their running values"
-        );
-    }
-    let merged = Arc::new(old.config.merge_live(&new));
-    if let Err(e) = app.pool.reload(merged.clone()) {
-        tracing::error!(error = %e, "reload failed: a worker cannot start with the new configuration; keeping the running one");
-        return;
-    }
-    log.set_level(&merged.log.level);
-    app.set_settings(Settings::new(merged, tokens));
-    tracing::info!("configuration reloaded; rolling workers one at a time");
 }

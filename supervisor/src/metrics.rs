@@ -5,6 +5,7 @@
 //! bounded values only (endpoint names, status codes, reasons, phases):
 //! never a path, tenant, policy id or client address.
 
+use crate::lock::lock;
 use crate::restart::RestartReason;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -265,10 +266,7 @@ impl Metrics {
     }
 
     fn mirror(&self) -> std::sync::MutexGuard<'_, Mirror> {
-        match self.mirror.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.mirror)
     }
 
     pub fn request(&self, endpoint: &'static str, status: u16) {
@@ -351,10 +349,7 @@ impl Metrics {
     /// which adds `# UNIT` and `# EOF` lines; [`openmetrics_to_prometheus`]
     /// turns it into the classic format.
     pub fn render_prometheus(&self, s: &Snapshot) -> String {
-        let reg = match self.registry.lock() {
-            Ok(r) => r,
-            Err(p) => p.into_inner(),
-        };
+        let reg = lock(&self.registry);
         self.set_gauges(s);
         let mut out = String::with_capacity(8 * 1024);
         if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {

@@ -5,7 +5,7 @@
 //! Content-Security-Policy forbids it to. `playground = false` in the
 //! configuration turns every path of it into 404.
 
-use crate::http::Body;
+use crate::body::Body;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};

@@ -1,8 +1,11 @@
 //! Why workers restart, and what the pool does about repeated restarts:
-//! classifying a wait status into a [`RestartReason`], the OTP-style
+//! the [`RestartReason`] a metric and a log line name (the worker's own exit
+//! classification, `omni_worker::process`, plus what only the supervisor
+//! knows: its deadline killed the worker, or it recycled it), the OTP-style
 //! restart intensity with exponential back-off, the failed-start limit, and
 //! the quarantine of policy ids that keep killing workers.
 
+use omni_worker::process::{Reaped, WorkerExit};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -43,40 +46,23 @@ impl RestartReason {
             RestartReason::Recycled => "recycled",
         }
     }
-}
 
-/// How a reaped worker ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    Exited(i32),
-    Signaled(i32),
-}
-
-impl std::fmt::Display for Ended {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Ended::Exited(c) => write!(f, "exit code {c}"),
-            Ended::Signaled(s) => write!(f, "signal {}", signal_name(*s)),
+    /// The reason for an end nobody asked for, from the worker's exit
+    /// classification. `cpu_limit` (its `RLIMIT_CPU`) tells a `SIGKILL` at
+    /// the hard limit from one sent by someone else. A worker that exited by
+    /// itself, cleanly or not, crashed: only the supervisor ends one on purpose.
+    pub fn unplanned(reaped: &Reaped, cpu_limit: Duration) -> RestartReason {
+        match reaped.exit(cpu_limit) {
+            WorkerExit::SeccompViolation => RestartReason::SeccompViolation,
+            WorkerExit::CpuLimit => RestartReason::CpuLimit,
+            WorkerExit::MemoryLimit => RestartReason::MemoryLimit,
+            WorkerExit::Clean
+            | WorkerExit::ProtocolError
+            | WorkerExit::SandboxFailed
+            | WorkerExit::Usage
+            | WorkerExit::Killed
+            | WorkerExit::Crash => RestartReason::Crash,
         }
-    }
-}
-
-pub fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig)
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|_| format!("{sig}"))
-}
-
-/// Classifies an unplanned end. `cpu_used`/`cpu_limit` tell a SIGKILL at
-/// the hard `RLIMIT_CPU` from one sent by someone else.
-pub fn classify(ended: Ended, cpu_used: Duration, cpu_limit: Duration) -> RestartReason {
-    match ended {
-        Ended::Signaled(libc::SIGSYS) => RestartReason::SeccompViolation,
-        Ended::Signaled(libc::SIGXCPU) => RestartReason::CpuLimit,
-        Ended::Signaled(libc::SIGKILL) if cpu_used >= cpu_limit => RestartReason::CpuLimit,
-        // Rust's allocation-failure handler aborts.
-        Ended::Signaled(libc::SIGABRT) => RestartReason::MemoryLimit,
-        _ => RestartReason::Crash,
     }
 }
 
@@ -205,6 +191,13 @@ impl Quarantine {
 mod tests {
     use super::*;
 
+    use omni_worker::process::Ended;
+
+    /// An unplanned end, as the pool classifies one.
+    fn classify(ended: Ended, cpu: Duration, cpu_limit: Duration) -> RestartReason {
+        RestartReason::unplanned(&Reaped { ended, cpu }, cpu_limit)
+    }
+
     #[test]
     fn classification() {
         let lim = Duration::from_secs(10);
@@ -230,6 +223,7 @@ mod tests {
             RestartReason::MemoryLimit
         );
         assert_eq!(classify(Ended::Exited(101), low, lim), RestartReason::Crash);
+        assert_eq!(classify(Ended::Exited(0), low, lim), RestartReason::Crash);
         assert_eq!(Ended::Signaled(libc::SIGSYS).to_string(), "signal SIGSYS");
     }
 

@@ -1,14 +1,14 @@
-//! `POST /api/validate`, one way through: draining → auth → rate limit →
-//! media type → size limits → admission (in-flight cap) → body under its
-//! limit → strict parse → per-field limits → quarantine → queue → worker →
-//! response. The context is never parsed here: it travels to the worker as
+//! `POST /api/validate`, one way through: admit (draining → auth → rate
+//! limit → media type → size limits → in-flight cap) → body under its limit
+//! → build the work (strict parse → per-field limits → options) → submit to
+//! the pool (quarantine → capacity → queue → worker) → respond. The context is never parsed here: it travels to the worker as
 //! raw bytes, where the sandbox is.
 
 use crate::api::{validate_body, ApiError, TimingsJson, ValidateRequest};
 use crate::app::{App, Effective, Settings};
 use crate::auth::AuthResult;
-use crate::limits::{client_ip, retry_after_secs};
-use crate::pool::{Job, JobResult, SubmitError, Work};
+use crate::limits::{client_ip, retry_after_secs, InflightGuard};
+use crate::pool::{JobReply, JobResult, SubmitError, Work};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -17,6 +17,7 @@ use omni::options::Profile;
 use omni_worker::protocol::RequestOptions;
 use serde_json::value::RawValue;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the request log line reports (no policy text, no context values).
@@ -46,17 +47,81 @@ pub async fn handle(
     req: ValidateInput,
     log: &mut ValidateLog,
 ) -> Result<Vec<u8>, ApiError> {
+    let admitted = admit(app, &req, log)?;
+    let body_timeout = Duration::from_millis(admitted.settings.config.http.body_timeout_ms);
+    let body = read_body(req.body, admitted.eff.max_body, body_timeout).await?;
+    let work = build_work(&admitted, request_id, &body, req.received_wall)?;
+    log.policy_id = Some(work.policy_id.clone());
+    let (policy_id, deadline) = (work.policy_id.clone(), work.deadline);
+    let reply = app.pool.submit(work).await.map_err(submit_error)?;
+    respond(
+        app,
+        request_id,
+        &policy_id,
+        reply,
+        deadline,
+        req.received,
+        log,
+    )
+}
+
+/// A request let in: who asks, under which limits, holding an in-flight
+/// slot until it is answered.
+struct Admitted {
+    settings: Arc<Settings>,
+    tenant: Option<String>,
+    eff: Effective,
+    _slot: InflightGuard,
+}
+
+/// Everything decided before the body is read: draining → auth → rate →
+/// media type → declared length → in-flight cap.
+fn admit(app: &App, req: &ValidateInput, log: &mut ValidateLog) -> Result<Admitted, ApiError> {
     if app.draining() {
         return Err(ApiError::Draining);
     }
     let settings = app.settings();
     let cfg = &settings.config;
+    let tenant = authenticate(&settings, &req.headers, log)?;
+    let eff = settings.effective(tenant.as_deref());
+    rate_limit(app, &settings, &eff, tenant.as_deref(), req)?;
+    if !is_json(&req.headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = req
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > eff.max_body as u64) {
+        return Err(ApiError::BodyTooLarge(eff.max_body));
+    }
+    let slot = app
+        .inflight
+        .try_acquire(
+            cfg.pool.max_inflight,
+            tenant.as_deref().map(|t| (t, eff.max_inflight)),
+        )
+        .ok_or(ApiError::Overloaded)?;
+    Ok(Admitted {
+        settings,
+        tenant,
+        eff,
+        _slot: slot,
+    })
+}
 
-    // Who is asking.
+/// Who is asking: the tenant of the bearer token when auth is on.
+fn authenticate(
+    settings: &Settings,
+    headers: &HeaderMap,
+    log: &mut ValidateLog,
+) -> Result<Option<String>, ApiError> {
+    let cfg = &settings.config;
     let tenant = if cfg.auth.enabled {
         match settings
             .tokens
-            .check(req.headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
+            .check(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
         {
             AuthResult::Tenant(t) => {
                 if cfg.tenants.get(&t).is_some_and(|s| !s.enabled) {
@@ -71,74 +136,63 @@ pub async fn handle(
         None
     };
     log.tenant = tenant.clone();
-    let eff = settings.effective(tenant.as_deref());
+    Ok(tenant)
+}
 
-    // Rate: per tenant when authenticated, else per client address.
-    if cfg.rate_limit.enabled {
-        let key = match &tenant {
-            Some(t) => format!("t:{t}"),
-            None => {
-                let xff = req
-                    .headers
-                    .get("x-forwarded-for")
-                    .and_then(|v| v.to_str().ok());
-                format!("a:{}", client_ip(req.peer, xff, &settings.trusted_proxies))
-            }
-        };
-        if let Err(wait) = app
-            .limiter
-            .check(&key, eff.rate, eff.burst, cfg.rate_limit.max_clients)
-        {
-            app.metrics.rate_limited();
-            return Err(ApiError::RateLimited(retry_after_secs(wait)));
+/// Rate: per tenant when authenticated, else per client address.
+fn rate_limit(
+    app: &App,
+    settings: &Settings,
+    eff: &Effective,
+    tenant: Option<&str>,
+    req: &ValidateInput,
+) -> Result<(), ApiError> {
+    let cfg = &settings.config;
+    if !cfg.rate_limit.enabled {
+        return Ok(());
+    }
+    let key = match tenant {
+        Some(t) => format!("t:{t}"),
+        None => {
+            let xff = req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            format!("a:{}", client_ip(req.peer, xff, &settings.trusted_proxies))
         }
+    };
+    if let Err(wait) = app
+        .limiter
+        .check(&key, eff.rate, eff.burst, cfg.rate_limit.max_clients)
+    {
+        app.metrics.rate_limited();
+        return Err(ApiError::RateLimited(retry_after_secs(wait)));
     }
+    Ok(())
+}
 
-    if !is_json(&req.headers) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let declared = req
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > eff.max_body as u64) {
-        return Err(ApiError::BodyTooLarge(eff.max_body));
-    }
-
-    let _admitted = app
-        .inflight
-        .try_acquire(
-            cfg.pool.max_inflight,
-            tenant.as_deref().map(|t| (t, eff.max_inflight)),
-        )
-        .ok_or(ApiError::Overloaded)?;
-
-    let body = read_body(
-        req.body,
-        eff.max_body,
-        Duration::from_millis(cfg.http.body_timeout_ms),
-    )
-    .await?;
-
-    let parsed = parse_request(&body)?;
-
+/// The body, strictly parsed and held to the per-field limits, as the work
+/// a worker does.
+fn build_work(
+    admitted: &Admitted,
+    request_id: &str,
+    body: &[u8],
+    received_wall: SystemTime,
+) -> Result<Work, ApiError> {
+    let Admitted {
+        settings,
+        tenant,
+        eff,
+        ..
+    } = admitted;
+    let parsed = parse_request(body)?;
     if parsed.code.len() > eff.language.policy_bytes {
         return Err(ApiError::PolicyTooLarge(eff.language.policy_bytes));
     }
     let context = raw_context(parsed.context, eff.language.context.max_bytes)?;
-    let now_nanos = match &parsed.now {
-        Some(s) => {
-            omni::timefmt::parse_rfc3339(s)
-                .ok_or_else(|| {
-                    ApiError::InvalidRequest(
-                        "field `now`: expected an RFC 3339 timestamp such as 2026-01-01T00:00:00Z"
-                            .into(),
-                    )
-                })?
-                .0
-        }
-        None => unix_nanos(req.received_wall),
+    let now_unix_nanos = match &parsed.now {
+        Some(s) => parse_now(s)?,
+        None => unix_nanos(received_wall),
     };
     let opts = parsed.options.unwrap_or_default();
     let deadline = match opts.timeout_ms {
@@ -150,53 +204,60 @@ pub async fn handle(
         Some(ms) => Duration::from_millis(ms).min(eff.timeout),
         None => eff.timeout,
     };
-    let strict = opts.strict.unwrap_or(cfg.limits.strict);
-    let options = request_options(&settings, &eff, strict, opts.trace.unwrap_or(false));
-
+    let strict = opts.strict.unwrap_or(settings.config.limits.strict);
+    let options = request_options(settings, eff, strict, opts.trace.unwrap_or(false));
     let policy_id = omni::policy::policy_id(parsed.code.as_bytes());
-    log.policy_id = Some(policy_id.clone());
-    let quarantine_key = match &tenant {
+    let quarantine_key = match tenant {
         Some(t) => format!("{policy_id}@{t}"),
         None => policy_id.clone(),
     };
-    if let Some(left) = app.pool.shared().quarantined(&quarantine_key) {
-        return Err(ApiError::PolicyQuarantined(left.as_secs().max(1)));
-    }
-    if !app.pool.has_capacity() {
-        return Err(ApiError::NotReady);
-    }
-
     let cache_key = cache_key(&policy_id, tenant.as_deref(), &options);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let job = Job {
-        work: Work {
-            request_id: request_id.to_string(),
-            tenant: tenant.clone(),
-            policy_id: policy_id.clone(),
-            quarantine_key,
-            cache_key,
-            text: parsed.code,
-            context,
-            now_unix_nanos: now_nanos,
-            options,
-            deadline,
-        },
-        enqueued: Instant::now(),
-        reply: tx,
-    };
-    match app.pool.submit(job) {
-        Ok(()) => {}
-        Err(SubmitError::Full) => return Err(ApiError::Overloaded),
-        Err(SubmitError::Stopped) => return Err(ApiError::Draining),
+    Ok(Work {
+        request_id: request_id.to_string(),
+        tenant: tenant.clone(),
+        policy_id,
+        quarantine_key,
+        cache_key,
+        text: parsed.code,
+        context,
+        now_unix_nanos,
+        options,
+        deadline,
+    })
+}
+
+/// The field `now`: an RFC 3339 timestamp, as Unix nanoseconds.
+fn parse_now(s: &str) -> Result<i64, ApiError> {
+    let t = omni::timefmt::parse_rfc3339(s).ok_or_else(|| {
+        ApiError::InvalidRequest(
+            "field `now`: expected an RFC 3339 timestamp such as 2026-01-01T00:00:00Z".into(),
+        )
+    })?;
+    Ok(t.0)
+}
+
+/// Why the pool did not answer with a result, as the API says it.
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::Quarantined(left) => ApiError::PolicyQuarantined(left.as_secs().max(1)),
+        SubmitError::NotReady => ApiError::NotReady,
+        SubmitError::Full | SubmitError::TimedOut => ApiError::Overloaded,
+        SubmitError::Stopped => ApiError::Draining,
+        SubmitError::Lost => ApiError::Internal,
     }
-    // The pool answers every job it takes; this bound only matters if
-    // no driver is alive to take it.
-    let wait = deadline + Duration::from_millis(cfg.worker.timeout_ms) * 8 + Duration::from_secs(5);
-    let reply = match tokio::time::timeout(wait, rx).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => return Err(ApiError::Internal),
-        Err(_) => return Err(ApiError::Overloaded),
-    };
+}
+
+/// The pool's answer as the response body, with the phase metrics and the
+/// log line's timings.
+fn respond(
+    app: &App,
+    request_id: &str,
+    policy_id: &str,
+    reply: JobReply,
+    deadline: Duration,
+    received: Instant,
+    log: &mut ValidateLog,
+) -> Result<Vec<u8>, ApiError> {
     let queue_us = reply.queue_time.as_micros() as u64;
     app.metrics.phase("queue", reply.queue_time);
     if let Some(err) = ApiError::from_job(&reply, deadline) {
@@ -219,9 +280,9 @@ pub async fn handle(
         parse_us,
         check_us: t.check_us,
         eval_us: t.eval_us,
-        total_us: req.received.elapsed().as_micros() as u64,
+        total_us: received.elapsed().as_micros() as u64,
     };
-    validate_body(request_id, &policy_id, &outcome, timings, &app.engine)
+    validate_body(request_id, policy_id, &outcome, timings, &app.engine)
 }
 
 /// The request body, strictly. A valid body is parsed once; only a body

@@ -124,7 +124,7 @@ impl Client {
         c
     }
 
-    fn call(&mut self, policy: PolicySource, context: Option<&[u8]>) -> Outcome {
+    fn call(&mut self, policy: PolicySource, context: Option<&[u8]>) -> Evaluated {
         self.next_id += 1;
         let req = Request {
             id: self.next_id,
@@ -154,7 +154,7 @@ impl Client {
         }
     }
 
-    fn cached(&mut self, w: &Workload) -> Outcome {
+    fn cached(&mut self, w: &Workload) -> Evaluated {
         let o = self.call(
             PolicySource::Cached {
                 policy_id: w.policy_id.clone(),
@@ -169,7 +169,7 @@ impl Client {
 impl Client {
     /// A round trip with nearly nothing to do: a cached one-rule policy,
     /// check only. What remains is the cost of the process boundary.
-    fn empty(&mut self) -> Outcome {
+    fn empty(&mut self) -> Evaluated {
         self.call(
             PolicySource::Cached {
                 policy_id: TINY_ID.into(),

@@ -1,9 +1,11 @@
 //! A bounded LRU cache of compiled policies, by policy id, limited both by
-//! the number of entries and by their approximate size in bytes.
+//! the number of entries and by their approximate size in bytes, and the
+//! entry the worker keeps in it ([`CachedPolicy`]).
 //!
 //! Small on purpose: a map from key to entry plus an ordered map from a
 //! use counter to key; the smallest counter is the least recently used.
 
+use omni::CompiledPolicy;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -155,9 +157,36 @@ impl<K: Clone + Eq + Hash, V: Clone> LruCache<K, V> {
     }
 }
 
+/// A compiled policy as cached: with the options it was checked under and
+/// the parts of a reply that depend only on the policy.
+#[derive(Debug)]
+pub struct CachedPolicy {
+    pub policy: Arc<CompiledPolicy>,
+    /// [`omni::CheckOptions::fingerprint`] of the options it was checked under.
+    pub checked_under: u64,
+    /// Warnings and notes (a cached policy has no errors).
+    pub diagnostics_json: String,
+    pub rules_json: String,
+}
+
+impl CachedPolicy {
+    pub(crate) fn approx_bytes(&self, key: &str) -> usize {
+        self.policy.approx_bytes()
+            + self.diagnostics_json.len()
+            + self.rules_json.len()
+            + key.len()
+            + std::mem::size_of::<Self>()
+    }
+
+    /// Whether this entry was checked under options of this fingerprint.
+    pub(crate) fn checked_as(&self, fingerprint: u64) -> bool {
+        self.checked_under == fingerprint
+    }
+}
+
 /// The cache the worker holds: policy id → compiled policy and what a reply
 /// needs besides the decision.
-pub type PolicyCache = LruCache<Arc<str>, Arc<crate::worker::CachedPolicy>>;
+pub type PolicyCache = LruCache<Arc<str>, Arc<CachedPolicy>>;
 
 #[cfg(test)]
 mod tests {

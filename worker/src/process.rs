@@ -1,16 +1,22 @@
-//! Starting a worker process: a Unix socket pair, the child re-executing a
-//! binary in worker mode with its end of the socket on fd 3, and the
-//! configuration as one JSON argument after `--worker-config`.
+//! A worker process's life, seen from its parent: starting it (a Unix
+//! socket pair, the child re-executing a binary in worker mode with its end
+//! of the socket on fd 3, and the configuration as one JSON argument after
+//! `--worker-config`), watching its CPU time, killing, retiring and reaping
+//! it, and the one classification of how it ended ([`Ended::exit`]).
+//!
+//! The supervisor adds only what a wait status cannot tell: that its own
+//! deadline killed the worker, or that it replaced it on purpose.
 
 use crate::protocol::{
     read_frame, write_frame, FrameError, Reply, Request, SandboxReport, MAX_REPLY_FRAME,
 };
-use crate::WorkerConfig;
+use crate::worker::WorkerConfig;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// The fd number a worker finds its socket on.
 pub const WORKER_FD: i32 = 3;
@@ -105,7 +111,7 @@ pub fn config_from_args(args: &[String]) -> Option<Result<WorkerConfig, String>>
 }
 
 /// Why a worker process ended, from its wait status (SERVICE.md §1's restart
-/// reasons, as far as the status alone can tell).
+/// reasons, as far as the status alone can tell; see [`Ended::exit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerExit {
     /// Exit 0: the supervisor closed the socket.
@@ -149,18 +155,240 @@ impl WorkerExit {
 }
 
 /// Classifies a worker's wait status.
-pub fn classify_exit(status: std::process::ExitStatus) -> WorkerExit {
-    use crate::protocol::{EXIT_PROTOCOL_ERROR, EXIT_SANDBOX_FAILED, EXIT_USAGE};
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(0), _) => WorkerExit::Clean,
-        (Some(EXIT_PROTOCOL_ERROR), _) => WorkerExit::ProtocolError,
-        (Some(EXIT_SANDBOX_FAILED), _) => WorkerExit::SandboxFailed,
-        (Some(EXIT_USAGE), _) => WorkerExit::Usage,
-        (_, Some(libc::SIGSYS)) => WorkerExit::SeccompViolation,
-        (_, Some(libc::SIGXCPU)) => WorkerExit::CpuLimit,
-        (_, Some(libc::SIGABRT)) => WorkerExit::MemoryLimit,
-        (_, Some(libc::SIGKILL)) => WorkerExit::Killed,
-        _ => WorkerExit::Crash,
+pub fn classify_exit(status: ExitStatus) -> WorkerExit {
+    Ended::from_status(status).exit()
+}
+
+/// How a reaped worker ended: its exit code, or the signal that ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl Ended {
+    pub fn from_status(status: ExitStatus) -> Ended {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Ended::Exited(code),
+            (None, Some(sig)) => Ended::Signaled(sig),
+            (None, None) => Ended::Exited(-1),
+        }
+    }
+
+    /// Why the worker ended, as far as the status alone can tell: the one
+    /// table from exit codes and signals to causes.
+    pub fn exit(self) -> WorkerExit {
+        use crate::protocol::{EXIT_PROTOCOL_ERROR, EXIT_SANDBOX_FAILED, EXIT_USAGE};
+        match self {
+            Ended::Exited(0) => WorkerExit::Clean,
+            Ended::Exited(EXIT_PROTOCOL_ERROR) => WorkerExit::ProtocolError,
+            Ended::Exited(EXIT_SANDBOX_FAILED) => WorkerExit::SandboxFailed,
+            Ended::Exited(EXIT_USAGE) => WorkerExit::Usage,
+            Ended::Signaled(libc::SIGSYS) => WorkerExit::SeccompViolation,
+            Ended::Signaled(libc::SIGXCPU) => WorkerExit::CpuLimit,
+            // Rust's allocation-failure handler aborts.
+            Ended::Signaled(libc::SIGABRT) => WorkerExit::MemoryLimit,
+            Ended::Signaled(libc::SIGKILL) => WorkerExit::Killed,
+            _ => WorkerExit::Crash,
+        }
+    }
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Exited(c) => write!(f, "exit code {c}"),
+            Ended::Signaled(s) => write!(f, "signal {}", signal_name(*s)),
+        }
+    }
+}
+
+/// `SIGKILL` for 9, the number for a signal nix does not know.
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("{sig}"))
+}
+
+/// A reaped worker: how it ended and the CPU time it used in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    pub ended: Ended,
+    pub cpu: Duration,
+}
+
+impl Reaped {
+    /// Why the worker ended, given its `RLIMIT_CPU`: a `SIGKILL` once its
+    /// CPU time reached the limit is the hard limit's, not someone's kill.
+    pub fn exit(&self, cpu_limit: Duration) -> WorkerExit {
+        match self.ended.exit() {
+            WorkerExit::Killed if self.cpu >= cpu_limit => WorkerExit::CpuLimit,
+            exit => exit,
+        }
+    }
+}
+
+/// Kills `child` first when `kill`, then reaps it (`wait4`, which also
+/// gives its CPU time). Blocks until it has ended.
+pub fn reap(child: &mut Child, kill: bool) -> Reaped {
+    let pid = child.id() as libc::pid_t;
+    if kill {
+        // The child is not reaped yet, so the pid cannot have been reused.
+        let _ = child.kill();
+    }
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data; wait4 writes it and the status only.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our own unreaped child; the pointers are valid.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        // ECHILD: already reaped elsewhere; nothing more to learn.
+        return Reaped {
+            ended: Ended::Exited(-1),
+            cpu: Duration::ZERO,
+        };
+    }
+    let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+    let ended = if libc::WIFSIGNALED(status) {
+        Ended::Signaled(libc::WTERMSIG(status))
+    } else {
+        Ended::Exited(libc::WEXITSTATUS(status))
+    };
+    Reaped { ended, cpu }
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+}
+
+/// Retires a worker whose socket the caller has already closed: it exits by
+/// itself, and one that lingers past `grace` is killed. Returns whether it
+/// had to be killed. Blocks.
+pub fn retire(child: &mut Child, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return false,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            _ => {
+                reap(child, true);
+                return true;
+            }
+        }
+    }
+}
+
+/// `SIGKILL` by pid: the last resort for a worker whose owner is gone (a
+/// shutdown that timed out). Prefer [`reap`] with `kill`, which cannot hit
+/// a reused pid.
+pub fn kill_pid(pid: u32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// A live worker's CPU time (user + system): one `clock_gettime` on its
+/// CPU-time clock when the kernel gives one, else `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuClock {
+    pid: u32,
+    clock: Option<libc::clockid_t>,
+    clk_tck: u64,
+}
+
+impl CpuClock {
+    /// The clock of `pid`, our own live child.
+    pub fn of(pid: u32) -> CpuClock {
+        let mut clk: libc::clockid_t = 0;
+        // SAFETY: the out-pointer is valid; pid is our own live child.
+        let r = unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clk) };
+        let clock = (r == 0 && clock_time(clk).is_some()).then_some(clk);
+        // SAFETY: sysconf has no preconditions; it reads a constant.
+        let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        CpuClock {
+            pid,
+            clock,
+            clk_tck: if tck > 0 { tck as u64 } else { 100 },
+        }
+    }
+
+    /// The CPU time used so far.
+    pub fn used(&self) -> Option<Duration> {
+        self.clock
+            .and_then(clock_time)
+            .or_else(|| proc_cpu_time(self.pid, self.clk_tck))
+    }
+}
+
+/// The time of a clock (here: a process's CPU time, user + system).
+fn clock_time(clk: libc::clockid_t) -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the out-pointer is valid for the call.
+    if unsafe { libc::clock_gettime(clk, &mut ts) } != 0 {
+        return None;
+    }
+    Some(Duration::new(
+        u64::try_from(ts.tv_sec).ok()?,
+        u32::try_from(ts.tv_nsec).ok()?,
+    ))
+}
+
+/// CPU time a live process has used (utime + stime from /proc).
+fn proc_cpu_time(pid: u32, clk_tck: u64) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name, which may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    let utime: u64 = f.nth(11)?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(Duration::from_millis(
+        (utime + stime) * 1000 / clk_tck.max(1),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let lim = Duration::from_secs(10);
+        let low = Duration::from_secs(1);
+        let exit = |ended, cpu| Reaped { ended, cpu }.exit(lim);
+        assert_eq!(
+            exit(Ended::Signaled(libc::SIGSYS), low),
+            WorkerExit::SeccompViolation
+        );
+        assert_eq!(
+            exit(Ended::Signaled(libc::SIGXCPU), low),
+            WorkerExit::CpuLimit
+        );
+        assert_eq!(
+            exit(Ended::Signaled(libc::SIGKILL), lim),
+            WorkerExit::CpuLimit
+        );
+        assert_eq!(
+            exit(Ended::Signaled(libc::SIGKILL), low),
+            WorkerExit::Killed
+        );
+        assert_eq!(
+            exit(Ended::Signaled(libc::SIGABRT), low),
+            WorkerExit::MemoryLimit
+        );
+        assert_eq!(exit(Ended::Exited(101), low), WorkerExit::Crash);
+        assert_eq!(exit(Ended::Exited(0), low), WorkerExit::Clean);
+        assert_eq!(Ended::Signaled(libc::SIGSYS).to_string(), "signal SIGSYS");
+        assert_eq!(Ended::Exited(66).to_string(), "exit code 66");
     }
 }

@@ -174,11 +174,15 @@ pub struct Timings {
 
 /// A policy was processed (it may have errors; then `decision_json` is `None`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
+pub struct Evaluated {
     pub id: u64,
     pub policy_id: String,
     /// The compiled policy came from the worker's cache (parse and check skipped).
     pub cache_hit: bool,
+    /// The worker holds the compiled policy in its cache after this request,
+    /// so the next one may send [`PolicySource::Cached`]. Only the worker
+    /// knows its cache rule; the supervisor remembers this answer.
+    pub kept: bool,
     /// Check diagnostics, as JSON objects of SERVICE.md §2, in order.
     pub diagnostics_json: String,
     pub has_errors: bool,
@@ -225,7 +229,7 @@ pub struct SandboxReport {
 pub enum Reply {
     /// First frame: the sandbox is in place and the worker takes requests.
     Ready(SandboxReport),
-    Done(Box<Outcome>),
+    Done(Box<Evaluated>),
     Failed(Failure),
     /// `PolicySource::Cached` named a policy this worker does not hold
     /// (under these check options): resend the text.

@@ -16,18 +16,52 @@
 //! 6. rlimits: `RLIMIT_AS`, `RLIMIT_CPU`, `RLIMIT_NOFILE`, `RLIMIT_FSIZE` 0,
 //!    `RLIMIT_CORE` 0, `RLIMIT_NPROC` 0;
 //! 7. warm-up of everything that would otherwise make a system call lazily
-//!    (allocator, hash seeds, the evaluator's own paths);
+//!    (allocator, hash seeds, clocks, the panic machinery, and the warm-up
+//!    the caller passes in: for the worker, the evaluator's own paths);
 //! 8. the seccomp-bpf allow-list of [`allow_list`], with `SECCOMP_RET_KILL_PROCESS`
 //!    for anything else, so a refused call ends the process with `SIGSYS`.
 
 use crate::protocol::SandboxReport;
-use crate::SandboxConfig;
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
+
+/// How a worker confines itself (SERVICE.md §1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// `false` only when the operator set `sandbox = "off"` explicitly.
+    pub enabled: bool,
+    /// User and group to switch to when started as root.
+    pub user: String,
+    pub group: String,
+    /// `RLIMIT_AS` in bytes.
+    pub memory_bytes: u64,
+    /// `RLIMIT_CPU` in seconds (a backstop; deadlines are the supervisor's job).
+    pub cpu_seconds: u64,
+    /// `RLIMIT_NOFILE`.
+    pub max_open_files: u64,
+    /// Try new network and IPC namespaces (skipped where not permitted).
+    pub namespaces: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            enabled: true,
+            user: "nobody".into(),
+            group: "nogroup".into(),
+            memory_bytes: 256 << 20,
+            cpu_seconds: 10,
+            max_open_files: 16,
+            namespaces: true,
+        }
+    }
+}
 
 /// Why the sandbox could not be applied. The worker exits with
 /// [`crate::protocol::EXIT_SANDBOX_FAILED`] on any of these.
@@ -64,10 +98,19 @@ pub const STDERR_FD: i32 = 2;
 /// Applies the sandbox of `cfg` to the calling process; `keep_fds` are the
 /// descriptors the worker talks on (its socket). stderr is always kept.
 ///
+/// `warm_up` runs at step 7, after the generic warm-up: what the caller
+/// itself will do under the filter (the worker passes its evaluator's
+/// warm-up), so its lazy first system calls happen while they are still
+/// allowed. The sandbox knows nothing of it.
+///
 /// Must be called while the process has a single thread: seccomp filters are
 /// per thread, and a thread started later would not be confined (it cannot
 /// be started after the filter anyway: `clone` is refused).
-pub fn apply_sandbox(cfg: &SandboxConfig, keep_fds: &[i32]) -> Result<SandboxReport, SandboxError> {
+pub fn apply_sandbox(
+    cfg: &SandboxConfig,
+    keep_fds: &[i32],
+    warm_up: impl FnOnce(),
+) -> Result<SandboxReport, SandboxError> {
     let mut report = SandboxReport {
         enabled: cfg.enabled,
         ..SandboxReport::default()
@@ -138,7 +181,7 @@ pub fn apply_sandbox(cfg: &SandboxConfig, keep_fds: &[i32]) -> Result<SandboxRep
     apply_rlimits(cfg, &mut report)?;
 
     // 7. Everything that would otherwise make its first system call later.
-    warm_up();
+    warm_up_process(warm_up);
 
     // 8. The filter. Built before it is installed (building allocates).
     let program = build_filter(arch, keep_fds, std::process::id())?;
@@ -434,22 +477,8 @@ fn apply_rlimits(cfg: &SandboxConfig, report: &mut SandboxReport) -> Result<(), 
 
 // ----- 7. warm-up ---------------------------------------------------------------
 
-/// A policy that touches the evaluator's lazy paths (regex, time, loops,
-/// lambdas, string building) so their first system calls happen now.
-const WARM_UP_POLICY: &str = "INTENT: sandbox warm-up\n\
-ACTOR:\n- Primary: Worker\n\
-CONTEXT:\n- Domain: Warm-up\n\
-RULE:\n\
-- IF Battery < 20% AND matches(Name, \"^w[a-z]+$\") THEN ReturnToHome\n\
-- IF since(time(\"2025-12-31T00:00:00Z\")) > 1h AND any(Items, |x| x.v > 2) THEN Report(upper(Name) + \"!\")\n\
-- FOR d IN Items {\n\
-    - IF d.v > 1 THEN Flag(d.v)\n\
-}\n\
-CONSTRAINT:\n- Technical: none\n\
-IMPACT:\n- Benefit: none\n\
-TRACE:\n- Evidence: none\n";
-
-fn warm_up() {
+/// The process-wide warm-up, around the caller's own (`then`).
+fn warm_up_process(then: impl FnOnce()) {
     // Allocator: grow the heap and the mmap threshold path, then give it back.
     let mut blocks: Vec<Vec<u8>> = Vec::new();
     for size in [64usize, 4096, 128 << 10, 1 << 20, 4 << 20] {
@@ -469,27 +498,8 @@ fn warm_up() {
     drop(m);
     let _ = std::time::Instant::now().elapsed();
     let _ = std::time::SystemTime::now();
-    // The language itself: compile, evaluate (with a trace), serialise.
-    let compiled = omni::compile(WARM_UP_POLICY, &omni::CheckOptions::default());
-    let ctx = omni::Context::from_json(
-        br#"{"Battery": 15, "Name": "warm", "Items": [{"v": 1}, {"v": 2.5}]}"#,
-        &omni::ContextLimits::default(),
-    );
-    if let (Some(policy), Ok(ctx)) = (compiled.policy, ctx) {
-        let _ = policy.rule_summaries();
-        let opts = omni::EvalOptions {
-            trace: true,
-            ..omni::EvalOptions::default()
-        };
-        if let Ok(d) = omni::evaluate(
-            &policy,
-            &ctx,
-            omni::Timestamp(1_767_225_600_000_000_000),
-            &opts,
-        ) {
-            let _ = serde_json::to_string(&d);
-        }
-    }
+    // What the caller will do under the filter (for the worker: the language).
+    then();
     // A panic caught here runs the panic machinery once (hook, unwinding
     // tables) before the filter, so a later panic needs nothing new.
     let hook = std::panic::take_hook();
@@ -638,34 +648,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn warm_up_policy_compiles_and_fires() {
-        let compiled = omni::compile(WARM_UP_POLICY, &omni::CheckOptions::default());
-        assert!(
-            compiled.policy.is_some(),
-            "warm-up policy has errors: {:?}",
-            compiled.diagnostics
-        );
-        let policy = compiled.policy.unwrap();
-        let ctx = omni::Context::from_json(
-            br#"{"Battery": 15, "Name": "warm", "Items": [{"v": 1}, {"v": 2.5}]}"#,
-            &omni::ContextLimits::default(),
-        )
-        .unwrap();
-        let d = omni::evaluate(
-            &policy,
-            &ctx,
-            omni::Timestamp(1_767_225_600_000_000_000),
-            &omni::EvalOptions::default(),
-        )
-        .unwrap();
-        // Every rule fires, so every path it is meant to warm is taken.
-        assert_eq!(
-            d.action_strings(),
-            ["ReturnToHome", "Report(WARM!)", "Flag(2.5)"]
-        );
-    }
-
-    #[test]
     fn filter_builds_for_both_architectures() {
         for arch in [TargetArch::x86_64, TargetArch::aarch64] {
             let prog = build_filter(arch, &[3], 1234).unwrap();
@@ -692,7 +674,7 @@ mod tests {
     fn refuses_a_multi_threaded_process() {
         // The test harness runs tests on threads: this process has several.
         let _t = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(2)));
-        let err = apply_sandbox(&SandboxConfig::default(), &[]).unwrap_err();
+        let err = apply_sandbox(&SandboxConfig::default(), &[], || {}).unwrap_err();
         assert!(
             matches!(err, SandboxError::MultiThreaded(n) if n > 1),
             "{err}"

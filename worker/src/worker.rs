@@ -1,20 +1,51 @@
-//! The worker loop: single thread, no async runtime. Applies the sandbox,
-//! says `Ready`, then for each request compiles the policy (or takes it from
-//! the cache), parses the context inside the sandbox, evaluates, and replies
-//! with exactly one frame per request.
+//! The worker loop: single thread, no async runtime. Applies the sandbox
+//! (handing it the evaluator's warm-up), says `Ready`, then for each request
+//! compiles the policy (or takes it from the cache), parses the context
+//! inside the sandbox, evaluates, and replies with exactly one frame per
+//! request, saying whether it kept the compiled policy. Also the
+//! [`WorkerConfig`] a worker is started with.
 
-use crate::cache::{CacheStats, PolicyCache};
+use crate::cache::{CacheStats, CachedPolicy, PolicyCache};
 use crate::protocol::*;
-use crate::sandbox::apply_sandbox;
-use crate::WorkerConfig;
+use crate::sandbox::{apply_sandbox, SandboxConfig};
 use omni::options::EvalOptions;
-use omni::{CompiledPolicy, Context, Timestamp};
+use omni::{Context, Timestamp};
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Everything a worker process is started with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    pub sandbox: SandboxConfig,
+    /// Compiled-policy cache bounds.
+    pub cache_entries: usize,
+    pub cache_bytes: usize,
+    /// After a reply, poll for the next request for up to this many
+    /// microseconds before blocking, when the last request came within as
+    /// long after the reply before it (0: always block at once). Keeps a
+    /// busy worker's CPU from halting between close requests (on virtual
+    /// machines a wake-up costs several microseconds); an idle worker does
+    /// not poll. Costs at most this much CPU time at the end of a burst.
+    /// See [`FrameReader::poll_for`].
+    pub poll_before_block_us: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            sandbox: SandboxConfig::default(),
+            cache_entries: 256,
+            cache_bytes: 64 << 20,
+            poll_before_block_us: 100,
+        }
+    }
+}
 
 /// Runs the worker on the socket `fd` until the supervisor closes it.
 ///
@@ -30,7 +61,7 @@ pub fn run_worker(fd: i32, config: WorkerConfig) -> ! {
         std::process::exit(EXIT_USAGE);
     }
     let mut state = WorkerState::new(&config);
-    let report = match apply_sandbox(&config.sandbox, &[fd]) {
+    let report = match apply_sandbox(&config.sandbox, &[fd], warm_up_evaluator) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("omni-worker: cannot apply the sandbox: {e}");
@@ -108,6 +139,47 @@ fn action_names_json(actions: &[omni::decision::FiredAction]) -> String {
     serde_json::to_string(&Names(actions)).unwrap_or_else(|_| "[]".into())
 }
 
+/// A policy that touches the evaluator's lazy paths (regex, time, loops,
+/// lambdas, string building) so their first system calls happen now.
+const WARM_UP_POLICY: &str = "INTENT: sandbox warm-up\n\
+ACTOR:\n- Primary: Worker\n\
+CONTEXT:\n- Domain: Warm-up\n\
+RULE:\n\
+- IF Battery < 20% AND matches(Name, \"^w[a-z]+$\") THEN ReturnToHome\n\
+- IF since(time(\"2025-12-31T00:00:00Z\")) > 1h AND any(Items, |x| x.v > 2) THEN Report(upper(Name) + \"!\")\n\
+- FOR d IN Items {\n\
+    - IF d.v > 1 THEN Flag(d.v)\n\
+}\n\
+CONSTRAINT:\n- Technical: none\n\
+IMPACT:\n- Benefit: none\n\
+TRACE:\n- Evidence: none\n";
+
+/// Runs the language once (compile, evaluate with a trace, serialise), so
+/// the evaluator's lazy first system calls happen before the seccomp filter
+/// is installed: the warm-up the worker hands to [`apply_sandbox`].
+pub fn warm_up_evaluator() {
+    let compiled = omni::compile(WARM_UP_POLICY, &omni::CheckOptions::default());
+    let ctx = omni::Context::from_json(
+        br#"{"Battery": 15, "Name": "warm", "Items": [{"v": 1}, {"v": 2.5}]}"#,
+        &omni::ContextLimits::default(),
+    );
+    if let (Some(policy), Ok(ctx)) = (compiled.policy, ctx) {
+        let _ = policy.rule_summaries();
+        let opts = omni::EvalOptions {
+            trace: true,
+            ..omni::EvalOptions::default()
+        };
+        if let Ok(d) = omni::evaluate(
+            &policy,
+            &ctx,
+            omni::Timestamp(1_767_225_600_000_000_000),
+            &opts,
+        ) {
+            let _ = serde_json::to_string(&d);
+        }
+    }
+}
+
 /// A panic hook that says where, never what: the payload can quote policy
 /// or context data, which is not logged (SERVICE.md §5). No backtrace (it
 /// would open files, which the filter refuses).
@@ -122,33 +194,6 @@ pub fn install_panic_hook() {
             "omni-worker: internal error (panic at {file}:{line})"
         );
     }));
-}
-
-/// A compiled policy as cached: with the options it was checked under and
-/// the parts of a reply that depend only on the policy.
-#[derive(Debug)]
-pub struct CachedPolicy {
-    pub policy: Arc<CompiledPolicy>,
-    /// [`CheckOptions::fingerprint`] of the options it was checked under.
-    pub checked_under: u64,
-    /// Warnings and notes (a cached policy has no errors).
-    pub diagnostics_json: String,
-    pub rules_json: String,
-}
-
-impl CachedPolicy {
-    fn approx_bytes(&self, key: &str) -> usize {
-        self.policy.approx_bytes()
-            + self.diagnostics_json.len()
-            + self.rules_json.len()
-            + key.len()
-            + std::mem::size_of::<Self>()
-    }
-
-    /// Whether this entry was checked under options of this fingerprint.
-    fn checked_as(&self, fingerprint: u64) -> bool {
-        self.checked_under == fingerprint
-    }
 }
 
 /// Per-worker state: the compiled-policy cache.
@@ -252,8 +297,10 @@ impl WorkerState {
             .cache
             .get(policy_id.as_str())
             .filter(|c| c.checked_as(fingerprint));
-        let (cached, cache_hit, compiled_diags) = match (hit, text) {
-            (Some(c), _) => (Some(c), true, None),
+        // `kept`: the entry is in the cache after this request (the reply
+        // says so, so the supervisor knows when it may send only the id).
+        let (cached, cache_hit, kept, compiled_diags) = match (hit, text) {
+            (Some(c), _) => (Some(c), true, true, None),
             (None, None) => return Reply::NotCached { id },
             (None, Some(text)) => {
                 let max = options.limits.policy_bytes;
@@ -286,19 +333,20 @@ impl WorkerState {
                         });
                         let key: Arc<str> = Arc::from(policy_id.as_str());
                         let bytes = entry.approx_bytes(&key);
-                        self.cache.insert(key, entry.clone(), bytes);
-                        (Some(entry), false, None)
+                        let kept = self.cache.insert(key, entry.clone(), bytes);
+                        (Some(entry), false, kept, None)
                     }
                     // Errors: nothing to cache or evaluate.
-                    None => (None, false, Some(diagnostics_json)),
+                    None => (None, false, false, Some(diagnostics_json)),
                 }
             }
         };
         let Some(cached) = cached else {
-            return Reply::Done(Box::new(Outcome {
+            return Reply::Done(Box::new(Evaluated {
                 id,
                 policy_id,
                 cache_hit,
+                kept,
                 diagnostics_json: compiled_diags.unwrap_or_else(|| "[]".into()),
                 has_errors: true,
                 rules_json: "[]".into(),
@@ -307,10 +355,11 @@ impl WorkerState {
                 timings,
             }));
         };
-        let mut outcome = Outcome {
+        let mut outcome = Evaluated {
             id,
             policy_id,
             cache_hit,
+            kept,
             diagnostics_json: cached.diagnostics_json.clone(),
             has_errors: false,
             rules_json: cached.rules_json.clone(),
@@ -366,4 +415,76 @@ impl WorkerState {
 
 fn micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_up_policy_compiles_and_fires() {
+        let compiled = omni::compile(WARM_UP_POLICY, &omni::CheckOptions::default());
+        assert!(
+            compiled.policy.is_some(),
+            "warm-up policy has errors: {:?}",
+            compiled.diagnostics
+        );
+        let policy = compiled.policy.unwrap();
+        let ctx = omni::Context::from_json(
+            br#"{"Battery": 15, "Name": "warm", "Items": [{"v": 1}, {"v": 2.5}]}"#,
+            &omni::ContextLimits::default(),
+        )
+        .unwrap();
+        let d = omni::evaluate(
+            &policy,
+            &ctx,
+            omni::Timestamp(1_767_225_600_000_000_000),
+            &omni::EvalOptions::default(),
+        )
+        .unwrap();
+        // Every rule fires, so every path it is meant to warm is taken.
+        assert_eq!(
+            d.action_strings(),
+            ["ReturnToHome", "Report(WARM!)", "Flag(2.5)"]
+        );
+    }
+
+    fn text(policy_id: &str, text: &str) -> Request {
+        Request {
+            id: 1,
+            policy: PolicySource::Text {
+                policy_id: policy_id.into(),
+                text: text.into(),
+            },
+            context: None,
+            now_unix_nanos: 0,
+            options: Default::default(),
+        }
+    }
+
+    fn kept(reply: Reply) -> bool {
+        match reply {
+            Reply::Done(e) => e.kept,
+            other => panic!("expected Done, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_reply_says_whether_the_policy_was_kept() {
+        let mut state = WorkerState::new(&WorkerConfig::default());
+        assert!(kept(state.handle(text("p", WARM_UP_POLICY))));
+        let mut cached = text("p", "");
+        cached.policy = PolicySource::Cached {
+            policy_id: "p".into(),
+        };
+        assert!(kept(state.handle(cached)));
+        // A policy with errors is not cached.
+        assert!(!kept(state.handle(text("bad", "RULE:\n- IF THEN\n"))));
+        // Nor is anything when the cache is off.
+        let mut off = WorkerState::new(&WorkerConfig {
+            cache_entries: 0,
+            ..WorkerConfig::default()
+        });
+        assert!(!kept(off.handle(text("p", WARM_UP_POLICY))));
+    }
 }

@@ -56,7 +56,7 @@ fn in_process(text: &str, ctx: Option<&[u8]>, opts: &RequestOptions) -> InProces
     out
 }
 
-fn assert_same(name: &str, o: &Outcome, local: &InProcess) {
+fn assert_same(name: &str, o: &Evaluated, local: &InProcess) {
     assert_eq!(
         o.diagnostics_json, local.diagnostics_json,
         "{name}: diagnostics"

@@ -116,7 +116,7 @@ fn failed(reply: Reply) -> Failure {
     }
 }
 
-fn done(reply: Reply) -> Outcome {
+fn done(reply: Reply) -> Evaluated {
     match reply {
         Reply::Done(o) => *o,
         other => panic!("expected an outcome, got {other:?}"),

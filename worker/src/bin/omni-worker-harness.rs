@@ -44,7 +44,11 @@ fn main() {
         std::process::exit(EXIT_USAGE);
     }
     omni_worker::worker::install_panic_hook();
-    let report = match apply_sandbox(&cfg.sandbox, &[WORKER_FD]) {
+    let report = match apply_sandbox(
+        &cfg.sandbox,
+        &[WORKER_FD],
+        omni_worker::worker::warm_up_evaluator,
+    ) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("omni-worker-harness: sandbox: {e}");
