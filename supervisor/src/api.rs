@@ -463,9 +463,9 @@ pub enum ApiError {
     MemoryLimit,
     #[error("{0}")]
     ValueTooLarge(String),
-    #[error("this policy repeatedly stopped workers and is refused for {0} more seconds")]
+    #[error("this policy repeatedly stopped workers and is refused for {} more", crate::limits::seconds(.0))]
     PolicyQuarantined(u64),
-    #[error("too many requests; retry after {0} seconds")]
+    #[error("too many requests; retry after {}", crate::limits::seconds(.0))]
     RateLimited(u64),
     #[error("the evaluation stopped unexpectedly")]
     WorkerCrashed,
