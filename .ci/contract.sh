@@ -39,7 +39,7 @@ venv() {
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
       python3 -m venv "$dir"
     }
-    "$dir/bin/pip" install -q --disable-pip-version-check "$1==$2"
+    "$dir/bin/pip" install -q --disable-pip-version-check "$1==$2" >&2
   fi
   echo "$dir/bin/$1"
 }
@@ -79,8 +79,11 @@ URL=$(start_omnid open)
 curl -fsS "$URL/api/openapi.json" -o "$WORK/openapi.json"
 # The banner about the Node.js version goes to stderr; findings and the
 # verdict are what matter.
-"$REDOCLY" lint --config .ci/redocly.yaml --format stylish "$WORK/openapi.json" 2>&1 \
-  | grep -v '[║╔╚]' | grep -v '^[[:space:]]*$'
+rc=0
+"$REDOCLY" lint --config .ci/redocly.yaml --format stylish "$WORK/openapi.json" \
+  >"$WORK/redocly.txt" 2>&1 || rc=$?
+grep -v '[║╔╚]' "$WORK/redocly.txt" | grep -v '^[[:space:]]*$' || true
+[ "$rc" = 0 ] || { echo "contract: redocly lint found problems" >&2; exit 1; }
 
 # ---- 2. schemathesis ------------------------------------------------------------
 # run_schemathesis LABEL URL [ARGS...]: every check, 100 examples per
