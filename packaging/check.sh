@@ -15,6 +15,7 @@
 #                real unit with DynamicUser, notify, watchdog, reload,
 #                upgrade, stop, remove and purge
 #   9 k8s        kubernetes-validate (pinned versions) + consistency checks
+#                (checkov on the manifests and the Dockerfile: .ci/contract.sh)
 #  10 docs       docs/operations.md and docs/runbook.md match the binary
 #
 # The throwaway root: an overlay filesystem whose lower layer is the host's
@@ -481,7 +482,8 @@ check_k8s() {
   # The schemas of the core API: every built-in resource, strictly (unknown
   # fields are errors). ServiceMonitor is a CRD: checked structurally below.
   python3 -m kubernetes_validate --strict --kubernetes-version "$K8S_VERSION" \
-    configmap.yaml deployment.yaml service.yaml pdb.yaml secret.example.yaml
+    namespace.yaml configmap.yaml deployment.yaml service.yaml pdb.yaml \
+    networkpolicy.yaml secret.example.yaml
   # The ConfigMap's configuration must be valid for this omnid, with the
   # Deployment's environment.
   python3 -c 'import yaml,sys; sys.stdout.write(yaml.safe_load(open("configmap.yaml"))["data"]["omnid.toml"])' \
@@ -548,8 +550,27 @@ need(all(svc["metadata"]["labels"].get(k) == v for k, v in sm["spec"]["selector"
      "ServiceMonitor selector does not match the Service labels")
 need(sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"], "ServiceMonitor port")
 need(sm["spec"]["endpoints"][0]["path"] in ("/metrics", "/api/metrics-prom"), "ServiceMonitor path")
-need(set(kus["resources"]) == {"configmap.yaml", "deployment.yaml", "service.yaml", "pdb.yaml"},
+need(set(kus["resources"]) == {"namespace.yaml", "configmap.yaml", "deployment.yaml", "service.yaml",
+                               "pdb.yaml", "networkpolicy.yaml"},
      "kustomization resources")
+# One namespace for everything, not `default`.
+ns = yaml.safe_load(open("namespace.yaml"))
+netpol = yaml.safe_load(open("networkpolicy.yaml"))
+need(ns["kind"] == "Namespace" and kus["namespace"] == ns["metadata"]["name"], "kustomization namespace")
+for name, doc in (("configmap", cm), ("deployment", dep), ("service", svc), ("pdb", pdb),
+                  ("servicemonitor", sm), ("networkpolicy", netpol),
+                  ("secret.example", yaml.safe_load(open("secret.example.yaml")))):
+    need(doc["metadata"].get("namespace") == ns["metadata"]["name"], f"{name}: namespace")
+# The NetworkPolicy: the pods, ingress to the service port only, no egress.
+need(netpol["spec"]["podSelector"]["matchLabels"] == sel, "NetworkPolicy selector")
+need(sorted(netpol["spec"]["policyTypes"]) == ["Egress", "Ingress"], "NetworkPolicy policyTypes")
+need(netpol["spec"].get("egress") in (None, []), "NetworkPolicy must allow no egress")
+need([p["port"] for r in netpol["spec"]["ingress"] for p in r["ports"]] == [port],
+     "NetworkPolicy ingress must be the service port only")
+# The image digest placeholder (or a real digest) in the kustomization.
+(img,) = kus["images"]
+need(c["image"].split(":")[0] == img["name"] and img["digest"].startswith("sha256:")
+     and len(img["digest"]) == 71, "kustomization images: digest")
 print("k8s manifests consistent with each other and with omnid")
 EOF
 }

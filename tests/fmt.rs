@@ -12,13 +12,14 @@
 #[path = "../src/bin/omni/diff.rs"]
 mod diff;
 
+mod common;
+
+use common::shared::shared_dir;
 use omni::fmt::{format_policy, same_policy, FmtOptions};
 use omni::{compile, evaluate, CheckOptions, Context, ContextLimits, EvalOptions, Profile};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 
-const COMPAT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/compat/omnilang-v1");
-const BENCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench");
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 
 fn omni_files(dir: &str) -> Vec<PathBuf> {
@@ -32,22 +33,32 @@ fn omni_files(dir: &str) -> Vec<PathBuf> {
     v
 }
 
-/// The corpus: (name, text, needs the lenient profile).
-fn corpus() -> Vec<(String, String, bool)> {
+/// The corpus: (name, text, needs the lenient profile). Without `../shared`
+/// it is the examples alone, and `test` says so once (`common::shared`).
+fn corpus(test: &str) -> Vec<(String, String, bool)> {
     let mut out = Vec::new();
     for p in omni_files(EXAMPLES) {
         let text = std::fs::read_to_string(&p).expect("read");
         let lenient = text.starts_with("// profile: lenient");
         out.push((p.display().to_string(), text, lenient));
     }
-    for p in omni_files(COMPAT) {
+    // One note per test when ../shared is absent: the benchmark is looked
+    // for only once the compat corpus was found.
+    let what = format!("{test} (its ../shared part; the examples still run)");
+    let Some(compat) = shared_dir("compat/omnilang-v1", &what) else {
+        return out;
+    };
+    let Some(bench) = shared_dir("bench", &what) else {
+        return out;
+    };
+    for p in omni_files(&compat.display().to_string()) {
         out.push((
             p.display().to_string(),
             std::fs::read_to_string(&p).expect("read"),
             true,
         ));
     }
-    let bench = Path::new(BENCH).join("drone_ops.omni");
+    let bench = Path::new(&bench).join("drone_ops.omni");
     out.push((
         bench.display().to_string(),
         std::fs::read_to_string(&bench).expect("read"),
@@ -162,7 +173,7 @@ fn every_example_is_already_formatted() {
 
 #[test]
 fn corpus_formatting_is_idempotent_and_keeps_meaning() {
-    for (name, src, lenient) in corpus() {
+    for (name, src, lenient) in corpus("corpus_formatting_is_idempotent_and_keeps_meaning") {
         let profile = if lenient {
             Profile::Lenient
         } else {
@@ -947,7 +958,9 @@ proptest! {
 
     #[test]
     fn perturbed_corpus_formats_idempotently_and_keeps_meaning(index in 0usize..64, seed in any::<u64>()) {
-        let corpus = corpus();
+        // Read once for all cases, so a skip is noted once, not per case.
+        static CORPUS: std::sync::OnceLock<Vec<(String, String, bool)>> = std::sync::OnceLock::new();
+        let corpus = CORPUS.get_or_init(|| corpus("perturbed_corpus_formats_idempotently_and_keeps_meaning"));
         let (name, src, lenient) = &corpus[index % corpus.len()];
         let changed = perturb(src, seed);
         let profile = if *lenient { Profile::Lenient } else { Profile::Strict };

@@ -1,6 +1,9 @@
 //! Property tests of the front end: it never panics, never overflows the
 //! stack, and every reported span lies inside the input.
 
+mod common;
+
+use common::shared::shared_dir;
 use omni::span::LineIndex;
 use omni::{compile, CheckOptions};
 use proptest::prelude::*;
@@ -251,11 +254,14 @@ fn nesting_at_the_limit_evaluates() {
 #[test]
 fn every_corpus_policy_survives_every_single_byte_deletion_nearby_braces() {
     // Deterministic sweep over structural characters of one real policy.
-    let src = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/compat/omnilang-v1/edge_units_nested.omni"
-    ))
-    .expect("compat corpus present");
+    let Some(dir) = shared_dir(
+        "compat/omnilang-v1",
+        "every_corpus_policy_survives_every_single_byte_deletion_nearby_braces",
+    ) else {
+        return;
+    };
+    let src =
+        std::fs::read_to_string(dir.join("edge_units_nested.omni")).expect("compat corpus present");
     for (i, ch) in src.char_indices() {
         if "{}()[]\"-:\n".contains(ch) {
             let mut s = src.clone();

@@ -190,9 +190,9 @@ pub enum ApiError {
     /// limit of the language: the engine's code and its own words.
     #[error("{message}")]
     Engine { code: ErrorCode, message: String },
-    #[error("this policy repeatedly stopped workers and is refused for {0} more seconds")]
+    #[error("this policy repeatedly stopped workers and is refused for {} more", crate::limits::seconds(.0))]
     PolicyQuarantined(u64),
-    #[error("too many requests; retry after {0} seconds")]
+    #[error("too many requests; retry after {}", crate::limits::seconds(.0))]
     RateLimited(u64),
     #[error("the evaluation stopped unexpectedly")]
     WorkerCrashed,

@@ -91,6 +91,15 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
+/// `1 second`, `N seconds`: the wait in the 429 and quarantine messages.
+pub fn seconds(n: &u64) -> String {
+    if *n == 1 {
+        "1 second".to_string()
+    } else {
+        format!("{n} seconds")
+    }
+}
+
 /// Counts requests admitted and not yet answered; the guard gives the slot back.
 #[derive(Debug, Default)]
 pub struct Inflight {
@@ -226,5 +235,16 @@ mod tests {
             "1.2.3.4".parse::<IpAddr>().unwrap()
         );
         assert_eq!(client_ip(peer, Some("junk"), &[proxy]), proxy);
+    }
+
+    #[test]
+    fn waits_are_said_in_the_right_number() {
+        assert_eq!(seconds(&1), "1 second");
+        assert_eq!(seconds(&2), "2 seconds");
+        assert_eq!(seconds(&0), "0 seconds");
+        let e = crate::api::ApiError::RateLimited(1);
+        assert_eq!(e.message(), "too many requests; retry after 1 second");
+        let e = crate::api::ApiError::RateLimited(3);
+        assert_eq!(e.message(), "too many requests; retry after 3 seconds");
     }
 }

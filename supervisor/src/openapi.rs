@@ -50,6 +50,7 @@ fn prom_get(summary: &str) -> Value {
         "summary": summary,
         "operationId": if summary.contains("alias") { "metricsPromAlias" } else { "metricsProm" },
         "tags": ["operations"],
+        "security": [],
         "responses": {
             "200": {
                 "description": "Prometheus text exposition (format 0.0.4)",
@@ -67,6 +68,7 @@ fn playground_get(summary: &str, operation_id: &str, media: &str, schema: Value)
         "summary": summary,
         "operationId": operation_id,
         "tags": ["playground"],
+        "security": [],
         "responses": {
             "200": {
                 "description": "The file, with Content-Security-Policy and X-Content-Type-Options: nosniff",
@@ -102,8 +104,12 @@ pub fn document() -> Value {
         "info": {
             "title": "omnid",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Omni policy validation and evaluation service."
+            "description": "Omni policy validation and evaluation service.",
+            "license": { "name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0" }
         },
+        // Relative: the server that served this document (its address is
+        // whatever `listen` says, 127.0.0.1:8080 by default).
+        "servers": [ { "url": "/", "description": "The omnid that served this document" } ],
         "tags": [
             { "name": "policies", "description": "Validation and evaluation" },
             { "name": "operations", "description": "Health, readiness, metrics" },
@@ -126,6 +132,7 @@ pub fn document() -> Value {
                 "summary": "Liveness",
                 "operationId": "health",
                 "tags": ["operations"],
+                "security": [],
                 "responses": {
                     "200": json_response("The process is alive", "Health"),
                     "default": error_response("Unexpected error", &["internal"], false)
@@ -135,6 +142,7 @@ pub fn document() -> Value {
                 "summary": "Readiness: at least one worker can take work and the server is not draining",
                 "operationId": "readiness",
                 "tags": ["operations"],
+                "security": [],
                 "responses": {
                     "200": json_response("Ready", "Readiness"),
                     "503": json_response("Not ready (starting, crash loop, or draining)", "Readiness"),
@@ -145,6 +153,7 @@ pub fn document() -> Value {
                 "summary": "Counters as JSON",
                 "operationId": "metrics",
                 "tags": ["operations"],
+                "security": [],
                 "responses": {
                     "200": json_response("Counters", "Metrics"),
                     "default": error_response("Unexpected error", &["internal"], false)
@@ -156,6 +165,7 @@ pub fn document() -> Value {
                 "summary": "This document",
                 "operationId": "openapi",
                 "tags": ["operations"],
+                "security": [],
                 "responses": {
                     "200": {
                         "description": "The OpenAPI document",
@@ -182,8 +192,8 @@ pub fn document() -> Value {
             "parameters": {
                 "XRequestId": {
                     "name": "X-Request-Id", "in": "header", "required": false,
-                    "description": "Echoed when it is 1-64 characters of [A-Za-z0-9._-]; otherwise a new id is made",
-                    "schema": { "type": "string", "maxLength": 64 }
+                    "description": "Echoed when it is 1-64 characters of [A-Za-z0-9._-] (^[A-Za-z0-9._-]{1,64}$); any other value is accepted and replaced by a new id, never refused, so the schema puts no bound on it",
+                    "schema": { "type": "string" }
                 }
             },
             "headers": {
@@ -198,18 +208,28 @@ pub fn document() -> Value {
                     "properties": {
                         "code": { "type": "string", "description": "The policy text" },
                         "context": {
-                            "description": "A JSON object, or a string holding one (legacy). Absent or null: check only.",
-                            "nullable": true,
-                            "oneOf": [ { "type": "object", "additionalProperties": true }, { "type": "string" } ]
+                            "description": "A JSON object, or a string holding one (legacy). Absent or null: check only, no evaluation. A string that does not start an object (after white space), or is not valid JSON, is 400 invalid_context.",
+                            "oneOf": [
+                                { "type": "object", "nullable": true, "additionalProperties": true },
+                                { "type": "string", "pattern": "^\\s*\\{", "description": "The JSON text of an object" }
+                            ]
                         },
-                        "now": { "type": "string", "format": "date-time", "description": "The evaluation's now; default: time of receipt" },
+                        "now": {
+                            "type": "string", "format": "date-time", "nullable": true,
+                            // The evaluator's clock is i64 nanoseconds since 1970:
+                            // years 1678-2261 fit whatever the offset.
+                            "pattern": "^(167[89]|16[89][0-9]|1[7-9][0-9]{2}|2[01][0-9]{2}|22[0-5][0-9]|226[01])-",
+                            "description": "The evaluation's now (RFC 3339, years 1678-2261); absent or null: time of receipt"
+                        },
                         "options": {
                             "type": "object",
+                            "nullable": true,
                             "additionalProperties": false,
+                            "description": "Absent, null and {} are the same; so are an absent and a null member",
                             "properties": {
-                                "strict": { "type": "boolean", "description": "Strict profile (default from configuration)" },
-                                "trace": { "type": "boolean" },
-                                "timeoutMs": { "type": "integer", "minimum": 1, "description": "Lowers the deadline; never raises it" }
+                                "strict": { "type": "boolean", "nullable": true, "description": "Strict profile (default from configuration)" },
+                                "trace": { "type": "boolean", "nullable": true },
+                                "timeoutMs": { "type": "integer", "nullable": true, "minimum": 1, "maximum": u64::MAX, "description": "Lowers the deadline; never raises it" }
                             }
                         }
                     }

@@ -538,3 +538,64 @@ fn long_chains_are_e0106_not_a_dead_worker() {
     }
     assert_eq!(srv.validate(&good_body()).status, 200);
 }
+
+/// The points where a contract tester (schemathesis) once found the document
+/// and the server disagreeing, and what Redocly's recommended rules ask.
+#[test]
+fn openapi_document_and_server_agree_on_request_ids_and_string_contexts() {
+    let srv = Server::start("");
+    let doc = srv.openapi().clone();
+    // An over-long X-Request-Id is accepted and replaced, and the document
+    // bounds it nowhere.
+    let param = &doc["components"]["parameters"]["XRequestId"];
+    assert!(param["schema"].get("maxLength").is_none(), "{param}");
+    assert!(param["schema"].get("pattern").is_none(), "{param}");
+    let long = "a".repeat(65);
+    let r = srv.validate_with(&good_body(), &[("X-Request-Id", long.as_str())]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echoed = r.header("x-request-id").unwrap();
+    assert_ne!(echoed, long);
+    assert!(!echoed.is_empty() && echoed.len() <= 64);
+    check_response(&doc, "post", "/api/validate", &r);
+    let id = "a".repeat(64);
+    let r = srv.validate_with(&good_body(), &[("X-Request-Id", id.as_str())]);
+    assert_eq!(r.header("x-request-id"), Some(id.as_str()));
+
+    // The string form of the context: the document's pattern says it starts
+    // an object; "0" does not, and is refused; one that does is evaluated.
+    let branches = doc["components"]["schemas"]["ValidateRequest"]["properties"]["context"]
+        ["oneOf"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let string = branches.iter().find(|b| b["type"] == "string").unwrap();
+    assert_eq!(string["pattern"], "^\\s*\\{");
+    let object = branches.iter().find(|b| b["type"] == "object").unwrap();
+    assert_eq!(object["nullable"], true, "null is the object branch's");
+    let mut body = good_body();
+    body["context"] = json!("0");
+    let r = srv.validate(&body);
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "invalid_context")
+    );
+    check_response(&doc, "post", "/api/validate", &r);
+    body["context"] = json!(" {\"Battery\": 15}");
+    let r = srv.validate(&body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["actions"], json!(["ReturnToHome"]));
+
+    // Every operation says who may call it; the document names its server
+    // and licence.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let sec = op["security"].as_array();
+            assert!(sec.is_some(), "{method} {path}: no security");
+            if path != "/api/validate" {
+                assert!(sec.unwrap().is_empty(), "{method} {path} is public");
+            }
+        }
+    }
+    assert_eq!(doc["servers"][0]["url"], "/");
+    assert_eq!(doc["info"]["license"]["name"], "Apache-2.0");
+}

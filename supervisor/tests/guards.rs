@@ -28,6 +28,11 @@ fn over_the_rate_gets_429_with_retry_after() {
     assert_eq!(r.error_code(), "rate_limited");
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
+    let unit = if retry == 1 { "second" } else { "seconds" };
+    assert_eq!(
+        r.json()["error"]["message"],
+        format!("too many requests; retry after {retry} {unit}")
+    );
     // Probes and metrics are not rate limited.
     for _ in 0..5 {
         assert_eq!(srv.get("/api/health").status, 200);
@@ -36,6 +41,77 @@ fn over_the_rate_gets_429_with_retry_after() {
     // After Retry-After the caller gets in again.
     std::thread::sleep(Duration::from_secs(retry));
     assert_eq!(srv.validate(&good_body()).status, 200);
+}
+
+/// Sends `n` requests as fast as it can from one address, over 4 keep-alive
+/// connections, and returns their statuses.
+fn flood(addr: std::net::SocketAddr, n: usize, headers: &[(&str, &str)]) -> Vec<u16> {
+    let body = serde_json::to_vec(&good_body()).unwrap();
+    let mut headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    headers.push(("Content-Type".into(), "application/json".into()));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let body = body.clone();
+            let headers = headers.clone();
+            std::thread::spawn(move || {
+                let h: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let mut c = Conn::open(addr);
+                (0..n / 4)
+                    .map(|_| {
+                        c.request("POST", "/api/validate", &h, Some(&body))
+                            .unwrap()
+                            .status
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect()
+}
+
+/// The built-in defaults let one client through: a person's benchmark, or
+/// one application server (a tenant, when auth is on), is not throttled.
+#[test]
+fn one_client_sending_1000_requests_at_once_gets_no_429_under_the_defaults() {
+    // Nothing but the address and the sandbox setting: every other value,
+    // rate_limit included, is the built-in default.
+    let srv = Server::start_full(&format!(
+        "version = 1\nlisten = \"127.0.0.1:0\"\nsandbox = \"{}\"\n",
+        sandbox_setting()
+    ));
+    let statuses = flood(srv.addr, 1000, &[]);
+    assert_eq!(statuses.len(), 1000);
+    assert!(!statuses.contains(&429), "anonymous client throttled");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(srv.metrics_json()["rateLimited"], 0);
+
+    // The same with auth on: the bucket is the tenant's, with the same default.
+    let dir = TempDir::new("auth-defaults");
+    let tokens = dir.path("tokens");
+    std::fs::write(&tokens, token_line("app", "app-token")).unwrap();
+    let path = dir.path("omnid.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "version = 1\nlisten = \"127.0.0.1:0\"\nsandbox = \"{}\"\n[auth]\nenabled = true\ntokens_file = \"{}\"\n",
+            sandbox_setting(),
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let srv = Server::start_in(dir, path);
+    let statuses = flood(srv.addr, 1000, &[("Authorization", "Bearer app-token")]);
+    assert!(!statuses.contains(&429), "tenant throttled");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 }
 
 #[test]

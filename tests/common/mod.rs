@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests of the language.
 #![allow(dead_code)]
 
+pub mod shared;
+
 use omni::{
     compile, evaluate, CheckOptions, Context, ContextLimits, Decision, EvalError, EvalOptions,
 };
