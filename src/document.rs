@@ -180,8 +180,15 @@ pub fn parse_document(src: &str, nesting: NestingLimits, diags: &mut Vec<Diagnos
     let mut start = 0;
     for (i, raw) in src.split('\n').enumerate() {
         let text = raw.strip_suffix('\r').unwrap_or(raw);
+        // A leading byte-order mark (some editors write one) is not text: the
+        // first line starts after it, so its offsets stay those of `src` and
+        // its columns count from the first character an editor shows.
+        let (line_start, text) = match text.strip_prefix('\u{feff}') {
+            Some(rest) if i == 0 => (start + '\u{feff}'.len_utf8(), rest),
+            _ => (start, text),
+        };
         lines.push(Line {
-            start,
+            start: line_start,
             text,
             number: i as u32 + 1,
         });

