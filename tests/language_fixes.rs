@@ -193,3 +193,86 @@ fn a_quantity_string_is_described_as_one() {
     );
     let _ = messages; // used by the tests below
 }
+
+#[test]
+fn a_misspelt_keyword_gets_a_suggestion_for_every_keyword() {
+    // Each keyword, misspelt by one swap or one missing letter, where the
+    // parser stops on it.
+    let cases = [
+        ("- IF A > 1 THN X", "THEN"),
+        ("- IF A > 1 TEHN X", "THEN"),
+        ("- IF A > 1 ADN B < 2 THEN X", "AND"),
+        ("- IF A > 1 RO B < 2 THEN X", "OR"),
+        ("- IF A > 1 THEN X ESLE Y", "ELSE"),
+        ("- IF A > 1 THEN X ELS Y", "ELSE"),
+        ("- FI A > 1 THEN X", "IF"),
+        ("- FRO x IN A {\n    - IF x > 1 THEN X\n}", "FOR"),
+        ("- WHIEL A > 1 {\n    - IF A > 1 THEN X\n}", "WHILE"),
+        ("- IF A NI [1] THEN X", "IN"),
+        ("- IF A NTO IN [1] THEN X", "NOT"),
+        // `true`, `false` and `null` misspelt in a value are names; in a
+        // match pattern only a literal may stand.
+        ("- IF match A { TURE => 1, _ => 0 } == 1 THEN X", "TRUE"),
+        ("- IF match A { FLASE => 1, _ => 0 } == 1 THEN X", "FALSE"),
+        ("- IF match A { NUL => 1, _ => 0 } == 1 THEN X", "NULL"),
+        ("- IF MACTH A { 1 => true, _ => false } THEN X", "MATCH"),
+    ];
+    for (rule, kw) in cases {
+        let src = policy(rule);
+        let c = compile(&src, &CheckOptions::default());
+        let want = format!("did you mean {kw}?");
+        assert!(
+            c.diagnostics
+                .iter()
+                .any(|d| d.hint.as_deref().is_some_and(|h| h.starts_with(&want))),
+            "{rule}: {:?}",
+            messages(&src)
+        );
+    }
+    // A word far from every keyword gets no keyword hint.
+    let src = policy("- IF A > 1 Banana X");
+    assert!(
+        !messages(&src).iter().any(|m| m.contains("did you mean")),
+        "{:?}",
+        messages(&src)
+    );
+}
+
+#[test]
+fn a_non_ascii_name_is_one_error_with_a_hint() {
+    let src = policy("- IF Größe > 1 THEN X");
+    let m = messages(&src);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("E0109 `Größe` is not a valid name"),
+        "{m:?}"
+    );
+    assert!(
+        m[0].contains("ASCII") && m[0].contains(r#"`$["Größe"]`"#),
+        "{m:?}"
+    );
+    // After a dot, the hint is the index form.
+    let m = messages(&policy("- IF zone.größe > 1 THEN X"));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].contains(r#"`["größe"]`"#), "{m:?}");
+    // The suggested form works.
+    let d = run(
+        &policy(r#"- IF $["Größe"] > 1 THEN Big"#),
+        r#"{"Größe": 2}"#,
+    );
+    assert_eq!(d.action_strings(), ["Big"]);
+}
+
+#[test]
+fn a_misspelt_rule_header_still_reports_the_errors_of_its_rules() {
+    let src = "INTENT: x\nACTOR:\n- Primary: A\nCONTEXT:\n- Domain: D\nRULES:\n- IF 2m > 5s THEN X\n- IF A > 1 ADN B THEN Y\nCONSTRAINT: none\nIMPACT: none\nTRACE: none\n";
+    let m = messages(src);
+    assert_eq!(codes(src), ["E0201", "E0301", "E0101"], "{m:?}");
+    assert!(m[0].contains("misspelt `RULE`"), "{m:?}");
+    assert!(m[0].contains("did you mean `RULE:`?"), "{m:?}");
+    // The lenient profile does not make it run.
+    assert!(compile(src, &CheckOptions::lenient()).policy.is_none());
+    // Other unknown sections are still skipped whole.
+    let src = "INTENT: x\nACTOR:\n- Primary: A\nCONTEXT:\n- Domain: D\nRULE:\n- IF A > 1 THEN X\nNOTES:\n- IF 2m > 5s THEN X\nCONSTRAINT: none\nIMPACT: none\nTRACE: none\n";
+    assert_eq!(codes(src), ["E0201"], "{:?}", messages(src));
+}
