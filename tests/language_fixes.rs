@@ -276,3 +276,152 @@ fn a_misspelt_rule_header_still_reports_the_errors_of_its_rules() {
     let src = "INTENT: x\nACTOR:\n- Primary: A\nCONTEXT:\n- Domain: D\nRULE:\n- IF A > 1 THEN X\nNOTES:\n- IF 2m > 5s THEN X\nCONSTRAINT: none\nIMPACT: none\nTRACE: none\n";
     assert_eq!(codes(src), ["E0201"], "{:?}", messages(src));
 }
+
+// ----- item 5: warnings keyed by cause; `omni fmt` keeps them ---------------
+
+#[test]
+fn one_cause_spelt_two_ways_is_one_warning() {
+    let rules =
+        "- IF (O.q) > 3 THEN A\n- IF O.q > 3 THEN B\n- IF ((O).q) == \"x\" OR O . q < 1 THEN C";
+    let d = run(&policy(rules), r#"{"O": {}}"#);
+    let w: Vec<_> = d
+        .warnings
+        .iter()
+        .map(|w| (w.code, &*w.rule, w.message.as_str()))
+        .collect();
+    assert_eq!(w, [("missing", "R1", "`O.q` is missing")]);
+    // Different spellings of one mismatch, in one rule.
+    let d = run(
+        &policy("- IF a+b > 1 OR (a + b) > 1 THEN A"),
+        r#"{"a": "x", "b": 1}"#,
+    );
+    assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+    assert!(d.warnings[0].message.contains("`a`"), "{:?}", d.warnings);
+}
+
+mod fmt_keeps_warnings {
+    use omni::fmt::{format_policy, FmtOptions};
+    use omni::{
+        compile, evaluate, CheckOptions, Code, Context, ContextLimits, EvalOptions, Profile,
+    };
+    use std::path::{Path, PathBuf};
+
+    const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    const COMPAT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/compat/omnilang-v1");
+
+    fn files(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .expect("directory")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&keep))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every warning a policy produces: the checker's (not the conformance
+    /// family, whose problems `fmt` repairs by design: order, layout) and
+    /// each context's decision warnings. Positions are left out, since `fmt`
+    /// moves lines; rule ids are kept.
+    fn warnings(src: &str, profile: Profile, contexts: &[Context], upgrade: bool) -> Vec<String> {
+        let opts = CheckOptions {
+            profile,
+            ..CheckOptions::default()
+        };
+        let c = compile(src, &opts);
+        let mut out: Vec<String> = c
+            .diagnostics
+            .iter()
+            .filter(|d| !d.is_error() && !d.code.is_conformance())
+            // `--upgrade` rewrites the legacy forms, by design.
+            .filter(|d| {
+                !(upgrade && matches!(d.code, Code::LegacyBracelessFor | Code::LegacyTwoLineIf))
+            })
+            .map(|d| format!("check {} {}", d.code.as_str(), d.message))
+            .collect();
+        out.sort();
+        let Some(p) = c.policy else {
+            return out;
+        };
+        let now = omni::timefmt::parse_rfc3339("2026-01-01T00:00:00Z").expect("now");
+        for (i, ctx) in contexts.iter().enumerate() {
+            match evaluate(&p, ctx, now, &EvalOptions::default()) {
+                Ok(d) => out.extend(
+                    d.warnings
+                        .iter()
+                        .map(|w| format!("ctx{i} {} {} {}", w.rule, w.code, w.message)),
+                ),
+                Err(e) => out.push(format!("ctx{i} error {}", e.code())),
+            }
+        }
+        out
+    }
+
+    fn same_after_fmt(path: &Path, profile: Profile, contexts: &[Context]) {
+        let src = std::fs::read_to_string(path).expect("policy");
+        for upgrade in [false, true] {
+            let before = warnings(&src, profile, contexts, upgrade);
+            let formatted = format_policy(&src, &FmtOptions { profile, upgrade })
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let after = warnings(&formatted, profile, contexts, upgrade);
+            assert_eq!(
+                before,
+                after,
+                "{} (upgrade: {upgrade}): fmt changed the warnings",
+                path.display()
+            );
+        }
+    }
+
+    fn context(path: &Path) -> Context {
+        let bytes = std::fs::read(path).expect("context");
+        Context::from_json(&bytes, &ContextLimits::default()).expect("context parses")
+    }
+
+    #[test]
+    fn for_every_example_policy() {
+        let policies = files(EXAMPLES, |n| n.ends_with(".omni"));
+        assert!(policies.len() >= 10);
+        for p in &policies {
+            let ctx = p.with_extension("context.json");
+            let mut contexts = vec![Context::empty()];
+            if ctx.exists() {
+                contexts.push(context(&ctx));
+            }
+            // Lenient: `legacy_forms.omni` is an example of the lenient profile.
+            same_after_fmt(p, Profile::Lenient, &contexts);
+        }
+    }
+
+    #[test]
+    fn for_every_compat_policy() {
+        let policies = files(COMPAT, |n| n.ends_with(".omni"));
+        assert!(policies.len() >= 20);
+        let mut contexts = vec![Context::empty()];
+        for c in files(COMPAT, |n| {
+            n.starts_with("context") || n.ends_with("_context.json")
+        }) {
+            contexts.push(context(&c));
+        }
+        for p in &policies {
+            same_after_fmt(p, Profile::Lenient, &contexts);
+        }
+    }
+
+    #[test]
+    fn for_a_policy_whose_spelling_fmt_changes() {
+        let src = "INTENT: x\nACTOR:\n- Primary: A\nCONTEXT:\n- Domain: D\nRULE:\n- IF (O.q) > 3 THEN A\n- IF O.q > 3 THEN B\n- IF xs[ 0 ]+1 > 1.50m and not (flag) THEN C\nCONSTRAINT: none\nIMPACT: none\nTRACE: none\n";
+        let dir = std::env::temp_dir().join(format!("omni-fmt-warnings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        let path = dir.join("p.omni");
+        std::fs::write(&path, src).expect("write");
+        let ctx = Context::from_json(
+            br#"{"O": {}, "xs": ["a"], "flag": false}"#,
+            &ContextLimits::default(),
+        )
+        .expect("ctx");
+        same_after_fmt(&path, Profile::Strict, &[Context::empty(), ctx]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
