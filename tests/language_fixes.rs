@@ -425,3 +425,39 @@ mod fmt_keeps_warnings {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[test]
+fn the_cli_ignores_a_bom_in_the_policy_and_the_context() {
+    let dir = std::env::temp_dir().join(format!("omni-bom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let policy_path = dir.join("p.omni");
+    let ctx_path = dir.join("c.json");
+    let src = format!("\u{feff}{}", policy("- IF Battery < 20% THEN ReturnToHome"));
+    std::fs::write(&policy_path, src).expect("write");
+    std::fs::write(&ctx_path, b"\xEF\xBB\xBF{\"Battery\": 15}").expect("write");
+    let omni = env!("CARGO_BIN_EXE_omni");
+    let check = std::process::Command::new(omni)
+        .arg("check")
+        .arg(&policy_path)
+        .output()
+        .expect("omni check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let eval = std::process::Command::new(omni)
+        .args(["eval", "--now", NOW, "--context"])
+        .arg(&ctx_path)
+        .arg(&policy_path)
+        .output()
+        .expect("omni eval");
+    let out = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        eval.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    assert!(out.contains("ReturnToHome"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
