@@ -529,6 +529,16 @@ impl<'a> Checker<'a> {
             _ => "divide",
         };
         match (op, lt.ty, rt.ty) {
+            // `+`/`-` with a quantity on one side is a quantity of that
+            // dimension whatever the other side holds (a value of another
+            // kind makes it unknown at run time, never another dimension).
+            // A duration is left out: next to a timestamp it gives one.
+            (BinOp::Add | BinOp::Sub, Any, Qty(d)) | (BinOp::Add | BinOp::Sub, Qty(d), Any)
+                if d != Dimension::Duration =>
+            {
+                info(Qty(d))
+            }
+            (BinOp::Sub, Qty(Dimension::Duration), Any) => info(Qty(Dimension::Duration)),
             (BinOp::Add, Str, Str) => info(Str),
             (BinOp::Add, Str, Any) | (BinOp::Add, Any, Str) => info(Any),
             (_, Any, t) | (_, t, Any) => {

@@ -369,6 +369,59 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Edit distance where swapping two neighbouring letters counts once
+/// (`ADN` is one step from `AND`), for keyword suggestions.
+pub fn transposition_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// The keyword a misspelt word most likely meant: one edit (a swap of two
+/// neighbours counts as one) for words of up to four letters, two for
+/// longer ones. `preferred` keywords win ties (those the parser expected).
+pub fn suggest_keyword(
+    word: &str,
+    keywords: &[&'static str],
+    preferred: &str,
+) -> Option<&'static str> {
+    let n = word.chars().count();
+    if n > 12 {
+        return None;
+    }
+    let upper = word.to_ascii_uppercase();
+    let limit = if n <= 4 { 1 } else { 2 };
+    keywords
+        .iter()
+        .filter(|k| **k != upper)
+        .map(|k| {
+            let d = transposition_distance(&upper, k);
+            (d, !preferred.contains(*k), *k)
+        })
+        .filter(|(d, _, _)| *d <= limit)
+        .min_by_key(|(d, not_preferred, _)| (*d, *not_preferred))
+        .map(|(_, _, k)| k)
+}
+
 /// The closest candidate within a distance proportional to the word length.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();

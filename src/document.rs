@@ -180,8 +180,15 @@ pub fn parse_document(src: &str, nesting: NestingLimits, diags: &mut Vec<Diagnos
     let mut start = 0;
     for (i, raw) in src.split('\n').enumerate() {
         let text = raw.strip_suffix('\r').unwrap_or(raw);
+        // A leading byte-order mark (some editors write one) is not text: the
+        // first line starts after it, so its offsets stay those of `src` and
+        // its columns count from the first character an editor shows.
+        let (line_start, text) = match text.strip_prefix('\u{feff}') {
+            Some(rest) if i == 0 => (start + '\u{feff}'.len_utf8(), rest),
+            _ => (start, text),
+        };
         lines.push(Line {
-            start,
+            start: line_start,
             text,
             number: i as u32 + 1,
         });
@@ -234,25 +241,35 @@ pub fn parse_document(src: &str, nesting: NestingLimits, diags: &mut Vec<Diagnos
 
     for sec in &sections {
         let h = &sec.header;
-        let Some(kind) = h.kind else {
-            let known = SECTIONS.iter().map(|(_, n, _)| *n);
-            let singular = h.name.trim_end_matches(['s', 'S']);
-            let hint = match SectionKind::from_name(singular)
-                .map(|k| k.name())
-                .or_else(|| suggest(&h.name, known))
-            {
-                Some(s) => format!("did you mean `{s}:`?"),
-                None => "the sections are INTENT, ACTOR, CONTEXT, ASSUMPTION, RULE, CONSTRAINT, IMPACT, TRACE and REVIEW".into(),
-            };
-            diags.push(
-                Diagnostic::new(
-                    Code::UnknownSection,
-                    h.span,
-                    format!("unknown section `{}`", h.name),
-                )
-                .with_hint(hint),
-            );
-            continue;
+        let (kind, misspelt) = match h.kind {
+            Some(kind) => (kind, false),
+            None => {
+                let known = SECTIONS.iter().map(|(_, n, _)| *n);
+                let singular = h.name.trim_end_matches(['s', 'S']);
+                let meant = SectionKind::from_name(singular)
+                    .or_else(|| suggest(&h.name, known).and_then(SectionKind::from_name));
+                // A misspelt `RULE:` header would hide every error of the
+                // rules under it: they are parsed and checked as if it were
+                // `RULE:` (the policy still fails on the header).
+                let as_rule = meant == Some(SectionKind::Rule);
+                let hint = match meant {
+                    Some(k) if as_rule => format!(
+                        "did you mean `{}:`? Its rules are checked as if it were",
+                        k.name()
+                    ),
+                    Some(k) => format!("did you mean `{}:`?", k.name()),
+                    None => "the sections are INTENT, ACTOR, CONTEXT, ASSUMPTION, RULE, CONSTRAINT, IMPACT, TRACE and REVIEW".into(),
+                };
+                let msg = match meant {
+                    Some(k) => format!("unknown section `{}` (a misspelt `{}`?)", h.name, k.name()),
+                    None => format!("unknown section `{}`", h.name),
+                };
+                diags.push(Diagnostic::new(Code::UnknownSection, h.span, msg).with_hint(hint));
+                if !as_rule {
+                    continue;
+                }
+                (SectionKind::Rule, true)
+            }
         };
 
         // Conformance: order and duplicates.
@@ -265,7 +282,7 @@ pub fn parse_document(src: &str, nesting: NestingLimits, diags: &mut Vec<Diagnos
                 )
                 .with_hint("merge the items into the first one"),
             );
-        } else if kind.order() < max_order {
+        } else if !misspelt && kind.order() < max_order {
             diags.push(
                 Diagnostic::new(
                     Code::SectionOrder,
@@ -332,7 +349,7 @@ pub fn parse_document(src: &str, nesting: NestingLimits, diags: &mut Vec<Diagnos
             read_section(kind, h, items, &mut doc, diags);
             empty
         };
-        if empty {
+        if empty && !misspelt {
             diags.push(
                 Diagnostic::new(
                     Code::EmptySection,

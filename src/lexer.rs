@@ -25,6 +25,12 @@ pub enum Keyword {
 }
 
 impl Keyword {
+    /// Every keyword as written in messages, for "did you mean" hints.
+    pub const NAMES: &'static [&'static str] = &[
+        "IF", "THEN", "ELSE", "FOR", "WHILE", "IN", "NOT", "AND", "OR", "MATCH", "TRUE", "FALSE",
+        "NULL",
+    ];
+
     fn from_ident(s: &str) -> Option<Keyword> {
         if s.len() > 5 {
             return None;
@@ -276,6 +282,10 @@ impl<'a> Lexer<'a> {
                             break;
                         }
                     }
+                    if self.peek().is_some_and(|c| c >= 0x80) && self.word_goes_on() {
+                        self.non_ascii_word(start, line, col, sb);
+                        continue;
+                    }
                     let text = &self.src[start..self.pos];
                     let tok = match Keyword::from_ident(text) {
                         Some(k) => Tok::Kw(k),
@@ -283,6 +293,7 @@ impl<'a> Lexer<'a> {
                     };
                     self.push(tok, self.span_from(start, line, col), sb);
                 }
+                0x80.. if self.word_goes_on() => self.non_ascii_word(start, line, col, sb),
                 _ => {
                     let two = self.peek_at(1);
                     let (tok, len) = match (b, two) {
@@ -325,6 +336,46 @@ impl<'a> Lexer<'a> {
         }
         let span = Span::new(self.pos, self.pos, self.line, self.col);
         self.push(Tok::Eof, span, false);
+    }
+
+    /// The character at the position is a letter or digit outside ASCII.
+    fn word_goes_on(&self) -> bool {
+        self.src[self.pos..self.end]
+            .chars()
+            .next()
+            .is_some_and(char::is_alphanumeric)
+    }
+
+    /// A word with letters outside ASCII (`Größe`): names are ASCII, so this
+    /// is one error for the whole word, which then stands as a name so the
+    /// rest of the rule parses without a cascade of errors.
+    fn non_ascii_word(&mut self, start: usize, line: u32, col: u32, sb: bool) {
+        while let Some(c) = self.src[self.pos..self.end].chars().next() {
+            if c.is_alphanumeric() || c == '_' {
+                self.bump();
+            } else {
+                break;
+            }
+        }
+        let span = self.span_from(start, line, col);
+        let word = &self.src[span.range()];
+        let first = word.chars().find(|c| !c.is_ascii()).unwrap_or('?');
+        let after_dot = matches!(self.tokens.last(), Some(Token { tok: Tok::Dot, .. }));
+        let quoted = crate::fmt::fmt_string(word);
+        let hint = if after_dot {
+            format!("names are ASCII letters, digits and `_`; read this field with an index: `[{quoted}]` in place of `.{word}`")
+        } else {
+            format!(
+                "names are ASCII letters, digits and `_`; read this context key as `$[{quoted}]`"
+            )
+        };
+        self.error(
+            Code::InvalidCharacter,
+            span,
+            format!("`{word}` is not a valid name: `{first}` is not an ASCII letter"),
+        )
+        .hint = Some(hint);
+        self.push(Tok::Ident(Arc::from(word)), span, sb);
     }
 
     fn invalid_char(&mut self, span: Span, space_before: bool) {

@@ -6,7 +6,7 @@
 //! the follow-on errors of the same item.
 
 use crate::ast::*;
-use crate::diagnostics::{Code, Diagnostic};
+use crate::diagnostics::{suggest_keyword, Code, Diagnostic};
 use crate::lexer::{Keyword, Tok, Token};
 use crate::span::Span;
 use std::sync::Arc;
@@ -145,11 +145,31 @@ impl<'a> Parser<'a> {
             t.span
         };
         let hint = space_before_unit_hint(&self.toks[..=self.pos.min(self.toks.len() - 1)]);
+        let toks = self.toks;
+        let prev = self.pos.checked_sub(1).and_then(|i| toks.get(i));
         if let Some(d) = self.error(Code::UnexpectedToken, span, msg) {
             if let Some((code, h)) = hint {
                 d.code = code;
                 d.message = "a unit must follow its number directly".into();
                 d.hint = Some(h);
+            } else if let Tok::Ident(word) = &t.tok {
+                // A word where a keyword could go is most often a misspelt one.
+                if let Some(k) = suggest_keyword(word, Keyword::NAMES, expected) {
+                    d.hint = Some(format!("did you mean {k}?"));
+                }
+            }
+            // A misspelt keyword before it was read as a name (`MACTH x {`).
+            if let (
+                None,
+                Some(Token {
+                    tok: Tok::Ident(word),
+                    ..
+                }),
+            ) = (&d.hint, prev)
+            {
+                if let Some(k) = suggest_keyword(word, Keyword::NAMES, "") {
+                    d.hint = Some(format!("did you mean {k}? (`{word}` reads as a name)"));
+                }
             }
         }
     }

@@ -48,7 +48,9 @@ pub struct LineIndex {
 
 impl LineIndex {
     pub fn new(text: &str) -> LineIndex {
-        let mut line_starts = vec![0];
+        // A leading byte-order mark is not a column (see `parse_document`).
+        let first = if text.starts_with('\u{feff}') { 3 } else { 0 };
+        let mut line_starts = vec![first];
         for (i, b) in text.bytes().enumerate() {
             if b == b'\n' {
                 line_starts.push(i + 1);
@@ -62,13 +64,13 @@ impl LineIndex {
         let offset = offset.min(text.len());
         let line = match self.line_starts.binary_search(&offset) {
             Ok(i) => i,
-            Err(i) => i - 1,
+            Err(i) => i.saturating_sub(1),
         };
         let start = self.line_starts[line];
         let col = text
             .get(start..offset)
             .map(|s| s.chars().count())
-            .unwrap_or(offset - start);
+            .unwrap_or(offset.saturating_sub(start));
         (line as u32 + 1, col as u32 + 1)
     }
 

@@ -337,8 +337,16 @@ const PATHS: &[&str] = &[
 fn operand() -> impl Strategy<Value = Operand> {
     prop_oneof![
         4 => prop::sample::select(PATHS).prop_map(Operand::Path),
+        // `+`/`-` with a quantity other than a duration has that quantity's
+        // dimension statically (a duration may meet a timestamp): keep the
+        // operand untyped with a plain number there.
         1 => (prop::sample::select(PATHS), prop::sample::select(&["+", "-", "*", "/"][..]), num_lit())
-            .prop_map(|(p, o, l)| Operand::Arith(p, o, l)),
+            .prop_map(|(p, o, l)| match l {
+                Lit::Qty(v, u) if matches!(o, "+" | "-") && !matches!(u, "s" | "min" | "h" | "ms") => {
+                    Operand::Arith(p, o, Lit::Num(v))
+                }
+                l => Operand::Arith(p, o, l),
+            }),
         1 => prop::sample::select(PATHS).prop_map(Operand::Neg),
         1 => (prop::sample::select(&["abs", "round", "floor", "ceil", "std::math::abs"][..]), prop::sample::select(PATHS))
             .prop_map(|(f, p)| Operand::Call(f, p)),

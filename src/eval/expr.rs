@@ -317,9 +317,9 @@ impl<'p> Evaluator<'p> {
         let msg = format!(
             "cannot {what} `{}` ({}) and `{}` ({})",
             self.text(le.span),
-            l.type_name(),
+            describe(l),
             self.text(re.span),
-            r.type_name()
+            describe(r)
         );
         self.cause(code, msg);
     }
@@ -363,27 +363,39 @@ impl<'p> Evaluator<'p> {
             BinOp::Mul => "multiply",
             _ => "divide",
         };
-        // String concatenation, charged against the value budget.
-        if let (BinOp::Add, Str(a), Str(b)) = (op, &l, &r) {
-            let len = a.len() + b.len();
-            if len > self.budget.limits.max_string_bytes {
-                return Err(EvalError::ValueTooLarge(
-                    ValueKind::String,
-                    self.budget.limits.max_string_bytes as u64,
-                ));
-            }
-            self.budget.charge(len as u64 / 64)?;
-            let mut s = String::with_capacity(len);
-            s.push_str(a);
-            s.push_str(b);
-            return Ok(Value::Str(Arc::from(s)));
-        }
-        // Timestamps.
+        // Timestamps first: a timestamp string plus a duration string is a
+        // timestamp, not a join.
         if let Some(v) = self.time_arith(op, &l, &r) {
             return Ok(v.unwrap_or_else(|| {
                 self.mismatch(verb, &l, &r, le, re);
                 Missing
             }));
+        }
+        // `+` joins text only when neither string is a quantity: two
+        // quantity strings add as quantities below (`"6GB" + "5GB"`), and a
+        // quantity string next to other text is a mismatch, never a join.
+        // The join is charged against the value budget.
+        if let (BinOp::Add, Str(a), Str(b)) = (op, &l, &r) {
+            let qa = crate::units::parse_quantity_str(a).is_some();
+            let qb = crate::units::parse_quantity_str(b).is_some();
+            if qa != qb {
+                self.mismatch(verb, &l, &r, le, re);
+                return Ok(Missing);
+            }
+            if !qa {
+                let len = a.len() + b.len();
+                if len > self.budget.limits.max_string_bytes {
+                    return Err(EvalError::ValueTooLarge(
+                        ValueKind::String,
+                        self.budget.limits.max_string_bytes as u64,
+                    ));
+                }
+                self.budget.charge(len as u64 / 64)?;
+                let mut s = String::with_capacity(len);
+                s.push_str(a);
+                s.push_str(b);
+                return Ok(Value::Str(Arc::from(s)));
+            }
         }
         let (Some((a, ua)), Some((b, ub))) = (numeric_operand(&l), numeric_operand(&r)) else {
             self.mismatch(verb, &l, &r, le, re);
@@ -607,6 +619,26 @@ fn apply(op: BinOp, a: f64, b: f64) -> f64 {
         BinOp::Mul => a * b,
         _ => a / b,
     }
+}
+
+/// A value's kind for a message. A string that reads as a quantity says so,
+/// with its text and dimension, because "a string" hides why `"9.5C"` did
+/// not compare with a number of another dimension.
+pub(super) fn describe(v: &Value) -> String {
+    if let Value::Str(s) = v {
+        if let Some((_, u)) = crate::units::parse_quantity_str(s) {
+            let mut text: String = s.chars().take(40).collect();
+            if text.len() < s.len() {
+                text.push('…');
+            }
+            return format!(
+                "a quantity string (`{}`, a {})",
+                crate::fmt::fmt_string(&text),
+                u.dim()
+            );
+        }
+    }
+    v.type_name()
 }
 
 /// A number, a quantity, or a string that is exactly a quantity (`"250cm"`).

@@ -8,6 +8,7 @@
 //! `trace.rs` the traced path, `err.rs` the errors. The stdlib functions are
 //! in `crate::stdlib`, which calls back in through `stdlib::CallContext`.
 
+mod canon;
 mod err;
 mod expr;
 mod fast_path;
@@ -50,6 +51,7 @@ pub fn evaluate(
         out: DecisionBuilder {
             causes: Vec::new(),
             warnings: Vec::new(),
+            canonical: std::collections::HashMap::new(),
             defaults_used: Vec::new(),
             actions: Vec::new(),
             action_hashes: Vec::new(),
@@ -174,6 +176,9 @@ struct DecisionBuilder {
     /// Why values are unknown, pending until a rule's result is known.
     causes: Vec<Cause>,
     warnings: Vec<RuntimeWarning>,
+    /// Messages as built (quoting source text) to their canonical form
+    /// (`canon`), so a cause met again in a loop is not parsed again.
+    canonical: std::collections::HashMap<String, String>,
     defaults_used: Vec<Arc<str>>,
     actions: Vec<FiredAction>,
     /// The de-duplication hash of each fired action, by index.
@@ -226,6 +231,19 @@ impl<'p> Evaluator<'p> {
     }
 
     fn warn(&mut self, rule: &Rule, code: &'static str, message: String) {
+        // One warning per cause: the message quotes the expressions in their
+        // canonical form, so `(O.q)` and `O.q` (or a policy before and after
+        // `omni fmt`) give one and the same warning.
+        let message = match self.out.canonical.get(&message) {
+            Some(c) => c.clone(),
+            None => {
+                let c = canon::canonical_message(&message);
+                if self.out.canonical.len() < 1024 {
+                    self.out.canonical.insert(message, c.clone());
+                }
+                c
+            }
+        };
         if self
             .out
             .warnings

@@ -62,6 +62,10 @@ impl Context {
         if bytes.len() > limits.max_bytes {
             return Err(ContextError::TooLarge(limits.max_bytes));
         }
+        // A UTF-8 byte-order mark (which some editors write) is not JSON
+        // but says nothing either: skip it, so line 1's columns in errors
+        // count from the first character an editor shows.
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         // JSON text is UTF-8 (RFC 8259); checked once for the whole document,
         // so strings are slices of it without a check of their own.
         let text = match std::str::from_utf8(bytes) {
