@@ -11,6 +11,7 @@
 mod err;
 mod expr;
 mod fast_path;
+mod schema;
 mod trace;
 
 pub use err::{EvalError, ValueKind};
@@ -35,6 +36,22 @@ pub fn evaluate(
     now: Timestamp,
     opts: &EvalOptions,
 ) -> Result<Decision, EvalError> {
+    // Typed declarations: only a policy that declares something pays for them.
+    let checked;
+    let mut warnings = Vec::new();
+    let ctx = if policy.schema.is_empty() {
+        ctx
+    } else {
+        let (fixed, w) = schema::check_context(&policy.schema, ctx, &policy.defaults);
+        warnings = w;
+        match fixed {
+            Some(c) => {
+                checked = c;
+                &checked
+            }
+            None => ctx,
+        }
+    };
     let mut ev = Evaluator {
         p: policy,
         ctx,
@@ -49,7 +66,7 @@ pub fn evaluate(
         },
         out: DecisionBuilder {
             causes: Vec::new(),
-            warnings: Vec::new(),
+            warnings,
             defaults_used: Vec::new(),
             actions: Vec::new(),
             action_hashes: Vec::new(),
