@@ -869,7 +869,7 @@ pub fn same_policy(a: &CompiledPolicy, b: &CompiledPolicy) -> Result<(), String>
             names(&b.defaults)
         ));
     }
-    if a.schema != b.schema {
+    if !a.schema.root.same_as(&b.schema.root) {
         return Err("the SCHEMA declarations differ".into());
     }
     if a.rule_count != b.rule_count || a.rules.len() != b.rules.len() {

@@ -158,6 +158,8 @@ impl Walker {
                         });
                     }
                 }
+                // An optional field may also be `null`.
+                Some(Value::Null) if f.optional => {}
                 Some(v) => match self.value(v, &f.ty, &field_path, f.line) {
                     Change::Keep => {}
                     c => changes.push((&f.name, c)),

@@ -855,6 +855,23 @@ impl Schema {
     }
 }
 
+impl DeclType {
+    /// The same declaration, wherever it is written (lines are ignored).
+    pub fn same_as(&self, other: &DeclType) -> bool {
+        match (self, other) {
+            (DeclType::List(Some(a)), DeclType::List(Some(b))) => a.same_as(b),
+            (DeclType::Object(a), DeclType::Object(b)) => {
+                a.open == b.open
+                    && a.fields.len() == b.fields.len()
+                    && a.fields.iter().zip(&b.fields).all(|(x, y)| {
+                        x.name == y.name && x.optional == y.optional && x.ty.same_as(&y.ty)
+                    })
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
 fn set_line(t: &mut DeclType, line: u32) {
     match t {
         DeclType::List(Some(e)) => set_line(e, line),
