@@ -247,7 +247,7 @@ pub fn parse_document(src: &str, nesting: NestingLimits, diags: &mut Vec<Diagnos
                 .or_else(|| suggest(&h.name, known))
             {
                 Some(s) => format!("did you mean `{s}:`?"),
-                None => "the sections are INTENT, ACTOR, CONTEXT, ASSUMPTION, RULE, CONSTRAINT, IMPACT, TRACE and REVIEW".into(),
+                None => "the sections are INTENT, ACTOR, CONTEXT, SCHEMA, ASSUMPTION, RULE, CONSTRAINT, IMPACT, TRACE and REVIEW".into(),
             };
             diags.push(
                 Diagnostic::new(
