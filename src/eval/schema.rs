@@ -31,6 +31,25 @@ struct Report {
     more: usize,
 }
 
+/// Where a value is in the context, rendered only for a warning.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        match self {
+            Path::Root => String::new(),
+            Path::Key(Path::Root, k) => k.to_string(),
+            Path::Key(p, k) => format!("{}.{k}", p.render()),
+            Path::Index(p, i) => format!("{}[{i}]", p.render()),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Walker {
     reports: Vec<Report>,
@@ -45,7 +64,7 @@ pub(super) fn check_context(
 ) -> (Option<Context>, Vec<RuntimeWarning>) {
     let mut w = Walker::default();
     let root = match &schema.root {
-        DeclType::Object(o) => w.object(o, &ctx.root, "", Some(defaults)),
+        DeclType::Object(o) => w.object(o, &ctx.root, Path::Root, Some(defaults)),
         _ => None,
     };
     let label: Arc<str> = Arc::from("SCHEMA");
@@ -82,13 +101,14 @@ impl Walker {
         });
     }
 
-    fn value(&mut self, v: &Value, t: &DeclType, path: &str, line: u32) -> Change {
+    fn value(&mut self, v: &Value, t: &DeclType, path: Path, line: u32) -> Change {
         match fit(v, t) {
             Fit::No(m) => {
                 let key = (t as *const DeclType as usize, "declared_type");
                 self.report(key, line, || {
                     format!(
-                        "`{path}` is declared {}, but the context has {}: it is treated as missing",
+                        "`{}` is declared {}, but the context has {}: it is treated as missing",
+                        path.render(),
                         t.describe(),
                         m.received
                     )
@@ -103,7 +123,7 @@ impl Walker {
                 (DeclType::List(Some(e)), Value::List(items)) => {
                     let mut out: Option<Vec<Value>> = None;
                     for (i, x) in items.iter().enumerate() {
-                        let change = self.value(x, e, &format!("{path}[{i}]"), line);
+                        let change = self.value(x, e, Path::Index(&path, i), line);
                         let new = match change {
                             Change::Keep => {
                                 if let Some(o) = out.as_mut() {
@@ -134,16 +154,12 @@ impl Walker {
         &mut self,
         o: &ObjDecl,
         obj: &Object,
-        path: &str,
+        path: Path,
         defaults: Option<&[PolicyDefault]>,
     ) -> Option<Object> {
         let mut changes: Vec<(&str, Change)> = Vec::new();
         for f in &o.fields {
-            let field_path = if path.is_empty() {
-                f.name.to_string()
-            } else {
-                format!("{path}.{}", f.name)
-            };
+            let field_path = Path::Key(&path, &f.name);
             match obj.get(&f.name) {
                 None | Some(Value::Missing) => {
                     let has_default =
@@ -152,7 +168,8 @@ impl Walker {
                         let key = (f as *const _ as usize, "declared_missing");
                         self.report(key, f.line, || {
                             format!(
-                                "`{field_path}` is declared {}, but it is missing from the context",
+                                "`{}` is declared {}, but it is missing from the context",
+                                field_path.render(),
                                 f.ty.describe()
                             )
                         });
@@ -160,7 +177,7 @@ impl Walker {
                 }
                 // An optional field may also be `null`.
                 Some(Value::Null) if f.optional => {}
-                Some(v) => match self.value(v, &f.ty, &field_path, f.line) {
+                Some(v) => match self.value(v, &f.ty, field_path, f.line) {
                     Change::Keep => {}
                     c => changes.push((&f.name, c)),
                 },

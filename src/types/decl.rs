@@ -397,8 +397,10 @@ fn lex(text: &str) -> Result<Lexed<'_>, DeclError> {
                         break;
                     }
                     b'\\' if i + 1 < b.len() => {
-                        out.push(b[i + 1] as char);
-                        i += 2;
+                        // The escaped character, whatever its length.
+                        let ch = text[i + 1..].chars().next().unwrap_or('\\');
+                        out.push(ch);
+                        i += 1 + ch.len_utf8();
                     }
                     _ => {
                         let ch = text[i..].chars().next().unwrap_or(' ');
@@ -775,6 +777,9 @@ impl Schema {
             optional,
             mut ty,
         } = item;
+        if path.is_empty() {
+            return Err("a declaration needs a name".into());
+        }
         set_line(&mut ty, line);
         let mut cur = &mut self.root;
         let mut walked = String::new();
@@ -909,6 +914,7 @@ mod tests {
         );
         assert_eq!(canon("Price: currency in USD"), "Price: currency in USD");
         assert_eq!(canon("\"x-id\": text"), "\"x-id\": text");
+        assert_eq!(canon("\"a\\é\\\"b\": text"), "\"aé\\\"b\": text");
         assert_eq!(canon("Meta: object"), "Meta: object");
         assert_eq!(canon("Empty: {}"), "Empty: {}");
         for s in [
@@ -935,6 +941,26 @@ mod tests {
         assert!(e("Price: currency").message.contains("code"));
         assert!(e("Battery ratio").message.contains("expected `:`"));
         assert!(e("A: { b: text c: text }").message.contains("expected `,`"));
+    }
+
+    #[test]
+    fn any_text_reads_without_panicking_and_depth_is_bounded() {
+        let samples = [
+            "drones[].battery?: list of { id: \"x\\é\", b: ratio in %, c: currency in EUR }",
+            "Größe: ratio",
+            "\"unterminated: text",
+            "a.[]: {",
+        ];
+        for s in samples {
+            for (i, _) in s.char_indices() {
+                let _ = parse_item(&s[..i], 1);
+                let _ = parse_item(&s[i..], 1);
+            }
+        }
+        let deep = format!("A: {}text", "list of ".repeat(10_000));
+        assert!(parse_item(&deep, 1).is_err());
+        let deep = format!("A: {}", "{ a: ".repeat(10_000));
+        assert!(parse_item(&deep, 1).is_err());
     }
 
     #[test]
