@@ -9,7 +9,7 @@ use crate::options::{CheckOptions, Profile};
 use crate::policy::{policy_id, CompiledPolicy, PolicyDefault};
 use crate::span::{LineIndex, Span};
 use crate::stdlib::{self, ArgTypes, CheckContext, FuncDef, Resolution, VARIADIC};
-use crate::types::Ty;
+use crate::types::{DeclType, Schema, Ty};
 use crate::units::Dimension;
 use crate::value::Value;
 use std::sync::Arc;
@@ -53,7 +53,10 @@ pub fn compile(source: &str, opts: &CheckOptions) -> Compiled {
         defaults: &doc.defaults,
         noted_rule: false,
         next_index: 0,
+        schema: &doc.schema,
+        decls: Decls::default(),
     };
+    ck.defaults_fit_declarations();
     ck.rules(&mut doc.rules);
     let max_slots = ck.max_slots;
     let regexes = std::mem::take(&mut ck.regexes);
@@ -76,6 +79,7 @@ pub fn compile(source: &str, opts: &CheckOptions) -> Compiled {
             line_index: line_index.clone(),
             metadata: Arc::new(doc.metadata),
             defaults: doc.defaults,
+            schema: doc.schema,
             rules: doc.rules,
             regexes,
             max_slots,
@@ -117,6 +121,27 @@ struct Checker<'a> {
     /// The bare-number note was given for the current rule.
     noted_rule: bool,
     next_index: u32,
+    /// The typed context declarations (`SCHEMA`).
+    schema: &'a Schema,
+    decls: Decls<'a>,
+}
+
+/// What the checker knows from the declarations while it walks an
+/// expression: kept beside the types (not in [`TyInfo`]) so that the type
+/// rules stay as they are.
+#[derive(Default)]
+struct Decls<'a> {
+    /// The declaration of the expression `expr` just checked, if it is a
+    /// declared path (`zone.humidity`, `d.battery`, `drones[0]`).
+    last: Option<&'a DeclType>,
+    /// Set by an expression's own arm, taken by [`Checker::expr`].
+    pending: Option<&'a DeclType>,
+    /// The declared type of each local slot (FOR variables, lambda parameters).
+    slots: Vec<Option<&'a DeclType>>,
+    /// The declaration the next local slot gets.
+    next_slot: Option<&'a DeclType>,
+    /// The element declaration of the list a lambda's last parameter walks.
+    lambda_elem: Option<&'a DeclType>,
 }
 
 impl<'a> Checker<'a> {
@@ -133,6 +158,8 @@ impl<'a> Checker<'a> {
     fn push_scope(&mut self, name: Arc<str>) -> u32 {
         let slot = self.scopes.len() as u32;
         self.scopes.push(name);
+        self.decls.slots.truncate(slot as usize);
+        self.decls.slots.push(self.decls.next_slot.take());
         self.max_slots = self.max_slots.max(self.scopes.len() as u32);
         slot
     }
@@ -180,6 +207,7 @@ impl<'a> Checker<'a> {
             } => {
                 *label = Arc::from(self.text(iterable.span));
                 self.expr(iterable);
+                self.decls.next_slot = element_decl(self.decls.last);
                 if body.is_empty() {
                     let sp = r.span;
                     self.err(
@@ -242,7 +270,15 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// The type of `e`; its declaration, when it has one, is then in `self.decls.last`.
     fn expr(&mut self, e: &mut Expr) -> TyInfo {
+        self.decls.pending = None;
+        let t = self.expr_kind(e);
+        self.decls.last = self.decls.pending.take();
+        t
+    }
+
+    fn expr_kind(&mut self, e: &mut Expr) -> TyInfo {
         let span = e.span;
         match &mut e.kind {
             ExprKind::Literal(l) => match l {
@@ -258,23 +294,37 @@ impl<'a> Checker<'a> {
             ExprKind::Name { name, resolved } => {
                 if let Some(pos) = self.scopes.iter().rposition(|n| n == name) {
                     *resolved = NameRef::Local(pos as u32);
-                    return info(Ty::Any);
+                    let d = self.decls.slots.get(pos).copied().flatten();
+                    self.decls.pending = d;
+                    return info(d.map_or(Ty::Any, DeclType::ty));
                 }
                 *resolved = NameRef::Global;
+                if let Some(f) = self.schema.get(name) {
+                    self.decls.pending = Some(&f.ty);
+                    return info(f.ty.ty());
+                }
                 match self.defaults.iter().find(|d| d.name == *name) {
                     Some(d) => info(Ty::of_value(&d.value)),
                     None => info(Ty::Any),
                 }
             }
-            ExprKind::Root => info(Ty::Obj),
+            ExprKind::Root => {
+                self.decls.pending = (!self.schema.is_empty()).then_some(&self.schema.root);
+                info(Ty::Obj)
+            }
             ExprKind::List(items) => {
                 for i in items.iter_mut() {
                     self.expr(i);
                 }
                 info(Ty::List)
             }
-            ExprKind::Member(base, _) => {
+            ExprKind::Member(base, key) => {
                 let b = self.expr(base);
+                if let Some(DeclType::Object(o)) = self.decls.last {
+                    if let Some(t) = self.declared_field(o, base, key, span) {
+                        return t;
+                    }
+                }
                 if !matches!(b.ty, Ty::Any | Ty::Obj) {
                     let bs = base.span;
                     let msg = format!(
@@ -288,7 +338,12 @@ impl<'a> Checker<'a> {
             }
             ExprKind::Index(base, idx) => {
                 let b = self.expr(base);
+                let elem = element_decl(self.decls.last);
                 let i = self.expr(idx);
+                if let Some(d) = elem {
+                    self.decls.pending = Some(d);
+                    return info(d.ty());
+                }
                 if !matches!(b.ty, Ty::Any | Ty::Obj | Ty::List) {
                     let bs = base.span;
                     let msg = format!(
@@ -643,9 +698,16 @@ impl<'a> Checker<'a> {
         let def = id.def();
         self.arity(def, args.len(), span);
         let mut tys = Vec::with_capacity(args.len());
+        let mut first_decl = None;
         for (i, a) in args.iter_mut().enumerate() {
             let lam = def.lambda.filter(|h| h.arg == i).map(|h| h.params);
+            // A lambda's last parameter walks the elements of the first argument.
+            self.decls.lambda_elem = lam.and(element_decl(first_decl));
             tys.push(self.expr_allow_lambda(a, lam).ty);
+            self.decls.lambda_elem = None;
+            if i == 0 {
+                first_decl = self.decls.last;
+            }
             if lam.is_some() && !matches!(a.kind, ExprKind::Lambda(_)) {
                 let msg = format!("the argument {} of `{}` must be a lambda", i + 1, def.name);
                 self.err(Code::InvalidArgument, a.span, msg).hint =
@@ -726,7 +788,11 @@ impl<'a> Checker<'a> {
                     self.err(Code::WrongArity, span, msg);
                 }
                 lam.first_slot = self.scopes.len() as u32;
-                for (p, _) in &lam.params {
+                let elem = self.decls.lambda_elem.take();
+                for (i, (p, _)) in lam.params.iter().enumerate() {
+                    if i + 1 == lam.params.len() {
+                        self.decls.next_slot = elem;
+                    }
                     self.push_scope(p.clone());
                 }
                 self.expr(&mut lam.body);
@@ -754,6 +820,87 @@ impl<'a> Checker<'a> {
                 );
                 self.err(Code::TypeMismatch, a.span, msg).hint =
                     Some(format!("call it as {}", def.signature));
+            }
+        }
+    }
+}
+
+/// The declaration of the elements of a declared list.
+fn element_decl(d: Option<&DeclType>) -> Option<&DeclType> {
+    match d {
+        Some(DeclType::List(Some(e))) => Some(e),
+        _ => None,
+    }
+}
+
+impl<'a> Checker<'a> {
+    /// `base.key` where `base` is a declared object: the field's type, or
+    /// `E0313` when the object lists its fields and `key` is not one of them.
+    /// `None`: an open object without this field (nothing is known).
+    fn declared_field(
+        &mut self,
+        o: &'a crate::types::ObjDecl,
+        base: &Expr,
+        key: &str,
+        span: Span,
+    ) -> Option<TyInfo> {
+        if let Some(f) = o.field(key) {
+            self.decls.pending = Some(&f.ty);
+            return Some(info(f.ty.ty()));
+        }
+        if o.open {
+            return None;
+        }
+        let names = o.fields.iter().map(|f| &*f.name);
+        let hint = match crate::diagnostics::suggest(key, names) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => "declare the field in SCHEMA, or read one the declaration lists".into(),
+        };
+        let declared = o
+            .fields
+            .iter()
+            .map(|f| format!("`{}`", f.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let msg = format!(
+            "`{}` is declared with the fields {}, not `{key}`",
+            self.text(base.span),
+            if declared.is_empty() {
+                "(none)".to_string()
+            } else {
+                declared
+            },
+        );
+        self.err(Code::UndeclaredField, span, msg).hint = Some(hint);
+        Some(info(Ty::Any))
+    }
+
+    /// A CONTEXT default of a declared name must fit its declaration.
+    fn defaults_fit_declarations(&mut self) {
+        if self.schema.is_empty() {
+            return;
+        }
+        for d in self.defaults {
+            let Some(f) = self.schema.get(&d.name) else {
+                continue;
+            };
+            if let Some(m) = crate::types::value_misfit(&d.value, &f.ty) {
+                let code = if m.dimension {
+                    Code::DimensionMismatch
+                } else {
+                    Code::TypeMismatch
+                };
+                let msg = format!(
+                    "the default of `{}` is {}, but `{}` is declared {}",
+                    d.name,
+                    m.received,
+                    d.name,
+                    f.ty.describe()
+                );
+                self.err(code, d.span, msg).hint = Some(
+                    "make the default fit the declaration in SCHEMA, or change the declaration"
+                        .into(),
+                );
             }
         }
     }

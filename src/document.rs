@@ -8,6 +8,7 @@ use crate::lexer::{lex, Tok};
 use crate::parser::{NestingLimits, Parser};
 use crate::policy::{Item, Metadata, PolicyDefault};
 use crate::span::Span;
+use crate::types::Schema;
 use crate::value::Value;
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ pub enum SectionKind {
     Intent,
     Actor,
     Context,
+    Schema,
     Assumption,
     Rule,
     Constraint,
@@ -29,6 +31,7 @@ pub const SECTIONS: &[(SectionKind, &str, bool)] = &[
     (SectionKind::Intent, "INTENT", true),
     (SectionKind::Actor, "ACTOR", true),
     (SectionKind::Context, "CONTEXT", true),
+    (SectionKind::Schema, "SCHEMA", false),
     (SectionKind::Assumption, "ASSUMPTION", false),
     (SectionKind::Rule, "RULE", true),
     (SectionKind::Constraint, "CONSTRAINT", true),
@@ -60,6 +63,8 @@ impl SectionKind {
 pub struct Document {
     pub metadata: Metadata,
     pub defaults: Vec<PolicyDefault>,
+    /// The typed context declarations (the `SCHEMA` section).
+    pub schema: Schema,
     pub rules: Vec<Rule>,
 }
 
@@ -258,7 +263,7 @@ pub fn parse_document(src: &str, nesting: NestingLimits, diags: &mut Vec<Diagnos
                         k.name()
                     ),
                     Some(k) => format!("did you mean `{}:`?", k.name()),
-                    None => "the sections are INTENT, ACTOR, CONTEXT, ASSUMPTION, RULE, CONSTRAINT, IMPACT, TRACE and REVIEW".into(),
+                    None => "the sections are INTENT, ACTOR, CONTEXT, SCHEMA, ASSUMPTION, RULE, CONSTRAINT, IMPACT, TRACE and REVIEW".into(),
                 };
                 let msg = match meant {
                     Some(k) => format!("unknown section `{}` (a misspelt `{}`?)", h.name, k.name()),
@@ -289,7 +294,7 @@ pub fn parse_document(src: &str, nesting: NestingLimits, diags: &mut Vec<Diagnos
                     h.span,
                     format!("section `{}` should come before `{}`", kind.name(), max_name),
                 )
-                .with_hint("the order is INTENT, ACTOR, CONTEXT, ASSUMPTION, RULE, CONSTRAINT, IMPACT, TRACE, REVIEW"),
+                .with_hint("the order is INTENT, ACTOR, CONTEXT, SCHEMA, ASSUMPTION, RULE, CONSTRAINT, IMPACT, TRACE, REVIEW"),
             );
         }
         if kind.order() >= max_order {
@@ -335,8 +340,10 @@ pub fn parse_document(src: &str, nesting: NestingLimits, diags: &mut Vec<Diagnos
             let mut items = collect_items(body, diags);
             let empty = items.is_empty() && h.inline.is_none();
             // `ACTOR: Primary: Ops` / `CONTEXT: Domain: X`: the inline text is an item.
-            if let (SectionKind::Actor | SectionKind::Context, Some((text, span))) =
-                (kind, &h.inline)
+            if let (
+                SectionKind::Actor | SectionKind::Context | SectionKind::Schema,
+                Some((text, span)),
+            ) = (kind, &h.inline)
             {
                 items.insert(
                     0,
@@ -641,6 +648,7 @@ fn read_section(
                 });
             }
         }
+        SectionKind::Schema => read_schema(items, &mut doc.schema, diags),
         SectionKind::Constraint
         | SectionKind::Impact
         | SectionKind::Trace
@@ -675,6 +683,47 @@ fn read_section(
             }
         }
         SectionKind::Rule => {}
+    }
+}
+
+/// The `SCHEMA` items: one typed declaration each (docs/language.md, "Typed
+/// context declarations").
+fn read_schema(items: Vec<RawItem>, schema: &mut Schema, diags: &mut Vec<Diagnostic>) {
+    for it in items {
+        // Byte offsets in the item text → a span (exact on the item's first line).
+        let span_of = |start: usize, end: usize| {
+            let first_line = (it.span.end - it.span.start) as usize;
+            if end <= first_line && it.text.is_char_boundary(start) {
+                let col = it.text[..start].chars().count() as u32;
+                Span::new(
+                    it.span.start as usize + start,
+                    it.span.start as usize + end,
+                    it.span.line,
+                    it.span.column + col,
+                )
+            } else {
+                it.span
+            }
+        };
+        match crate::types::parse_item(&it.text, it.span.line) {
+            Ok(item) => {
+                if let Err(msg) = schema.insert(item, it.span.line) {
+                    diags.push(
+                        Diagnostic::new(Code::InvalidDeclaration, it.span, msg)
+                            .with_hint("declare each field once, with one type"),
+                    );
+                }
+            }
+            Err(e) => {
+                let mut d = Diagnostic::new(
+                    Code::InvalidDeclaration,
+                    span_of(e.start, e.end.max(e.start)),
+                    e.message,
+                );
+                d.hint = e.hint;
+                diags.push(d);
+            }
+        }
     }
 }
 

@@ -270,6 +270,9 @@ fn layout(src: &str, policy: &CompiledPolicy, upgrade: bool) -> String {
         let sec = &sections[si];
         let name = sec.kind.name();
         let head = match (&sec.inline, sec.kind) {
+            (Some(t), SectionKind::Schema) => {
+                format!("{name}: {}", item_text(&pr, SectionKind::Schema, t))
+            }
             (Some(t), k) if k != SectionKind::Rule => format!("{name}: {t}"),
             _ => format!("{name}:"),
         };
@@ -348,6 +351,10 @@ use crate::document::split_kind;
 fn item_text(pr: &Printer, kind: SectionKind, text: &str) -> String {
     match kind {
         SectionKind::Intent | SectionKind::Assumption | SectionKind::Rule => text.to_string(),
+        // A declaration in its canonical spelling (`ratio in %`, `{ a: text }`).
+        SectionKind::Schema => {
+            crate::types::canonical_item(text).unwrap_or_else(|| text.to_string())
+        }
         _ => match split_kind(text) {
             None => text.to_string(),
             Some((key, value)) => {
@@ -861,6 +868,9 @@ pub fn same_policy(a: &CompiledPolicy, b: &CompiledPolicy) -> Result<(), String>
             names(&a.defaults),
             names(&b.defaults)
         ));
+    }
+    if !a.schema.root.same_as(&b.schema.root) {
+        return Err("the SCHEMA declarations differ".into());
     }
     if a.rule_count != b.rule_count || a.rules.len() != b.rules.len() {
         return Err(format!(

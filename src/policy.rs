@@ -64,6 +64,9 @@ pub struct CompiledPolicy {
     pub line_index: LineIndex,
     pub metadata: Arc<Metadata>,
     pub defaults: Vec<PolicyDefault>,
+    /// The typed context declarations (`SCHEMA`); empty when the policy
+    /// declares nothing, and then evaluation does no work for them.
+    pub schema: crate::types::Schema,
     pub rules: Vec<Rule>,
     /// Regexes of `matches(s, "…")`, by the byte offset of the call.
     pub regexes: Vec<(u32, Arc<regex::Regex>)>,

@@ -2,6 +2,12 @@
 //! context. Shared by the checker and the stdlib's type rules, so neither
 //! reaches into the other.
 
+mod decl;
+pub use decl::{
+    canonical_item, describe_value, fit, parse_item, value_misfit, DeclError, DeclItem, DeclType,
+    FieldDecl, Fit, Misfit, ObjDecl, PathStep, Schema,
+};
+
 use crate::units::Dimension;
 use crate::value::Value;
 

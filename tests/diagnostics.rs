@@ -124,6 +124,18 @@ fn cases() -> Vec<Case> {
         case(Code::MisplacedLambda, policy("- IF |x| x THEN A"), 7, 6),
         case(Code::InvalidTimestamp, policy("- IF time(\"yesterday\") > now() THEN A"), 7, 11),
         case(Code::InvalidArgument, policy("- IF date_part(now(), \"fortnight\") > 1 THEN A"), 7, 23),
+        case(
+            Code::InvalidDeclaration,
+            policy("- IF B > 1% THEN A").replace("RULE:\n", "SCHEMA:\n- B: ratoi\nRULE:\n"),
+            7,
+            6,
+        ),
+        case(
+            Code::UndeclaredField,
+            policy("- IF D.b == \"x\" THEN A").replace("RULE:\n", "SCHEMA:\n- D: { a: text }\nRULE:\n"),
+            9,
+            6,
+        ),
         case(Code::MatchWithoutWildcard, policy("- IF match S { \"a\" => true } THEN A"), 7, 6),
         case(Code::EmptyLoopBody, policy("- WHILE x > 1 {\n}"), 7, 3),
         case(Code::BareNumberUnit, policy("- IF 15 < 20% THEN A"), 7, 6),

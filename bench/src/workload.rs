@@ -137,7 +137,11 @@ pub fn generated_context(bytes: usize) -> String {
             "{}{{\"id\":\"item-{i}\",\"weight\":{},\"status\":\"{}\",\"tags\":[{}]}}",
             if i == 0 { "" } else { "," },
             (i * 17) % 100,
-            if i.is_multiple_of(7) { "degraded" } else { "ok" },
+            if i.is_multiple_of(7) {
+                "degraded"
+            } else {
+                "ok"
+            },
             if i % 10 == 3 {
                 "\"hot\",\"x\""
             } else {

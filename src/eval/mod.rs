@@ -12,6 +12,7 @@ mod canon;
 mod err;
 mod expr;
 mod fast_path;
+mod schema;
 mod trace;
 
 pub use err::{EvalError, ValueKind};
@@ -36,6 +37,22 @@ pub fn evaluate(
     now: Timestamp,
     opts: &EvalOptions,
 ) -> Result<Decision, EvalError> {
+    // Typed declarations: only a policy that declares something pays for them.
+    let checked;
+    let mut warnings = Vec::new();
+    let ctx = if policy.schema.is_empty() {
+        ctx
+    } else {
+        let (fixed, w) = schema::check_context(&policy.schema, ctx, &policy.defaults);
+        warnings = w;
+        match fixed {
+            Some(c) => {
+                checked = c;
+                &checked
+            }
+            None => ctx,
+        }
+    };
     let mut ev = Evaluator {
         p: policy,
         ctx,
@@ -50,7 +67,7 @@ pub fn evaluate(
         },
         out: DecisionBuilder {
             causes: Vec::new(),
-            warnings: Vec::new(),
+            warnings,
             canonical: std::collections::HashMap::new(),
             defaults_used: Vec::new(),
             actions: Vec::new(),

@@ -205,7 +205,8 @@
     if (d.code) add(el("span", "dcode", d.code));
     add(el("span", "msg", d.message));
     if (d.hint) b.appendChild(el("span", "dhint", "hint: " + d.hint));
-    if (d.rule) b.appendChild(el("span", "dhint", "while evaluating " + d.rule));
+    if (d.rule === "SCHEMA") b.appendChild(el("span", "dhint", "the context against its SCHEMA declaration"));
+    else if (d.rule) b.appendChild(el("span", "dhint", "while evaluating " + d.rule));
     b.addEventListener("click", () => jumpTo(d.line, d.column, d.endLine, d.endColumn));
     li.appendChild(b);
     return li;
