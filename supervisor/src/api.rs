@@ -305,9 +305,11 @@ impl ApiError {
                 ApiError::Timeout(deadline.as_millis() as u64)
             }
             RestartReason::MemoryLimit => ApiError::MemoryLimit,
-            RestartReason::SeccompViolation | RestartReason::Crash | RestartReason::Recycled => {
-                ApiError::WorkerCrashed
-            }
+            // A stalled job is retried, never answered with its reason.
+            RestartReason::SeccompViolation
+            | RestartReason::Crash
+            | RestartReason::Stalled
+            | RestartReason::Recycled => ApiError::WorkerCrashed,
         }
     }
 

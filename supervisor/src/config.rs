@@ -200,6 +200,12 @@ pub struct HttpSection {
     pub body_timeout_ms: u64,
     /// Open connections at once; further ones wait in the kernel backlog.
     pub max_connections: usize,
+    /// Open connections at once from one client address (trusted proxies
+    /// excepted); more are closed at accept, before auth.
+    pub max_connections_per_client: usize,
+    /// Time a response may wait for the client to read it (no byte of it
+    /// taken by the socket); then the connection is closed.
+    pub write_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -387,6 +393,8 @@ impl Default for HttpSection {
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             max_connections: 1024,
+            max_connections_per_client: 128,
+            write_timeout_ms: 10_000,
         }
     }
 }
@@ -715,6 +723,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     positive("http.header_timeout_ms", c.http.header_timeout_ms)?;
     positive("http.body_timeout_ms", c.http.body_timeout_ms)?;
     positive("http.max_connections", c.http.max_connections as u64)?;
+    positive(
+        "http.max_connections_per_client",
+        c.http.max_connections_per_client as u64,
+    )?;
+    positive("http.write_timeout_ms", c.http.write_timeout_ms)?;
     tracing_subscriber::EnvFilter::try_new(&c.log.level)
         .map_err(|_| invalid("log.level", "expected error, warn, info, debug or trace"))?;
     for (name, t) in &c.tenants {

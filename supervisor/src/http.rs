@@ -1,5 +1,6 @@
-//! The HTTP side on hyper 1.x: the accept loop (bounded connections, header
-//! and body timeouts, graceful close on drain), routing, the small
+//! The HTTP side on hyper 1.x: the accept loop (bounded connections, in all
+//! and per client address, header, body and stalled-write timeouts,
+//! graceful close on drain), routing, the small
 //! endpoints, and the envelope every response gets: `X-Request-Id`, the
 //! request-count metric and one log line per validate request.
 
@@ -17,12 +18,18 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 /// Bounded set of endpoint names for metrics and logs.
@@ -93,6 +100,141 @@ impl Drop for ConnGuard {
     }
 }
 
+/// Open connections per client address (`http.max_connections_per_client`),
+/// counted at accept, before anything is read: a client that opens
+/// connections and never reads its answers can hold at most its own share
+/// of `http.max_connections`, never all of it.
+#[derive(Default)]
+struct PerClient {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerClient {
+    /// A slot for one more connection from `ip`, or `None` when it has `cap`.
+    fn admit(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<ClientSlot> {
+        let mut open = crate::lock::lock(&self.open);
+        let n = open.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One open connection of a client address; released on drop.
+struct ClientSlot {
+    table: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = crate::lock::lock(&self.table.open);
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A connection's socket whose writes may not stall: when the client does
+/// not read (its receive window and our send buffer are full) and no byte
+/// goes out for `timeout`, the write fails with `TimedOut` and hyper ends
+/// the connection, freeing its slot. The clock restarts with every write
+/// that makes progress, so a large answer to a slow reader is fine; a
+/// client that pipelines requests and reads nothing is not.
+struct StallGuard {
+    inner: TcpStream,
+    timeout: Duration,
+    /// Set while a write waits for room in the socket.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallGuard {
+    fn new(inner: TcpStream, timeout: Duration) -> StallGuard {
+        StallGuard {
+            inner,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// Starts or checks the stall clock when `r` is pending; stops it when
+    /// the socket took the write.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let sleep = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl AsyncRead for StallGuard {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StallGuard {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch(cx, r)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(cx, r)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.watch(cx, r)
+    }
+}
+
 /// Accepts connections until `stop` turns true, then drops the listener.
 /// Open connections are closed gracefully when `close` turns true.
 pub async fn serve(
@@ -104,6 +246,7 @@ pub async fn serve(
 ) {
     let cfg = app.settings().config.clone();
     let limit = Arc::new(Semaphore::new(cfg.http.max_connections));
+    let per_client = Arc::new(PerClient::default());
     loop {
         let permit = tokio::select! {
             _ = stop.changed() => break,
@@ -124,16 +267,37 @@ pub async fn serve(
                 }
             },
         };
+        let settings = app.settings();
+        // Before anything is read (and so before auth): a trusted proxy
+        // speaks for many clients and has only the overall cap.
+        let ip = peer.ip().to_canonical();
+        let client = if settings.trusted_proxies.contains(&ip) {
+            None
+        } else {
+            match per_client.admit(ip, settings.config.http.max_connections_per_client) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(
+                        peer = %ip,
+                        "connection refused: the address has http.max_connections_per_client open"
+                    );
+                    drop(stream);
+                    continue;
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let mut close = close.clone();
         conns.open.fetch_add(1, Ordering::AcqRel);
         let guard = ConnGuard(conns.clone());
-        let settings = app.settings();
         let header_timeout = Duration::from_millis(settings.config.http.header_timeout_ms);
+        let write_timeout = Duration::from_millis(settings.config.http.write_timeout_ms);
+        drop(settings);
         tokio::spawn(async move {
             let _permit = permit;
             let _guard = guard;
+            let _client = client;
             let svc = service_fn(move |req| {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(handle(&app, peer, req).await) }
@@ -142,7 +306,7 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc);
+                .serve_connection(TokioIo::new(StallGuard::new(stream, write_timeout)), svc);
             tokio::pin!(conn);
             let mut closing = *close.borrow();
             if closing {

@@ -6,6 +6,11 @@
 //! The JSON lines are written by [`JsonLines`] rather than by
 //! `tracing-subscriber`'s JSON formatter: the same lines, at a fraction of
 //! the cost, which matters because the access log writes one per request.
+//!
+//! A worker's stderr is a pipe read here ([`forward_worker_stderr`]): each
+//! line becomes a field of the supervisor's own log line, with the worker's
+//! pid, capped in length and in lines per second, so a compromised worker
+//! can neither forge log lines nor flood the log.
 
 use crate::config::LogFormat;
 use std::cell::RefCell;
@@ -168,6 +173,153 @@ impl Visit for FieldWriter<'_> {
     }
 }
 
+/// Longest worker stderr line logged, in bytes; the rest of it is dropped.
+pub const WORKER_LINE_MAX: usize = 1024;
+/// Worker stderr lines logged per second per worker; the rest are counted
+/// and the count is logged when the next second begins (or at the end).
+pub const WORKER_LINES_PER_SEC: u32 = 20;
+
+/// Reads a worker's stderr on a thread of its own until the worker closes
+/// it (it exits), logging each line as the `line` field of a warning with
+/// the worker's pid: never the raw bytes on the supervisor's stream.
+pub fn forward_worker_stderr(stderr: std::process::ChildStderr, pid: u32) {
+    let started = std::thread::Builder::new()
+        .name("worker-stderr".into())
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            let mut limit = LineLimiter::new(WORKER_LINES_PER_SEC);
+            let emit = |event: StderrEvent| match event {
+                StderrEvent::Line { text, truncated } => {
+                    tracing::warn!(workerPid = pid, line = %text, truncated, "worker stderr")
+                }
+                StderrEvent::Suppressed(n) => {
+                    tracing::warn!(
+                        workerPid = pid,
+                        suppressed = n,
+                        "worker stderr lines dropped (over the rate)"
+                    )
+                }
+            };
+            read_lines(stderr, WORKER_LINE_MAX, |line, truncated| {
+                for event in limit.admit(std::time::Instant::now(), line, truncated) {
+                    emit(event);
+                }
+            });
+            if let Some(event) = limit.finish() {
+                emit(event);
+            }
+        });
+    if let Err(e) = started {
+        // The pipe is dropped with the closure: the worker's writes to it
+        // fail, which costs it nothing but the message.
+        tracing::warn!(workerPid = pid, error = %e, "cannot read the worker's stderr");
+    }
+}
+
+/// What to log for a worker's stderr.
+#[derive(Debug, PartialEq, Eq)]
+enum StderrEvent {
+    Line { text: String, truncated: bool },
+    Suppressed(u64),
+}
+
+/// Reads `input` to its end, calling `line` for each line (without its
+/// newline) cut to `max` bytes, with whether it was cut.
+fn read_lines(input: impl std::io::Read, max: usize, mut line: impl FnMut(&[u8], bool)) {
+    use std::io::BufRead;
+    let mut r = std::io::BufReader::with_capacity(4096, input);
+    let mut cur: Vec<u8> = Vec::with_capacity(max.min(4096));
+    let mut truncated = false;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok([]) => break,
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let (part, newline) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], true),
+            None => (chunk, false),
+        };
+        let room = max.saturating_sub(cur.len());
+        truncated |= part.len() > room;
+        cur.extend_from_slice(&part[..part.len().min(room)]);
+        let used = part.len() + usize::from(newline);
+        r.consume(used);
+        if newline {
+            line(&cur, truncated);
+            cur.clear();
+            truncated = false;
+        }
+    }
+    if !cur.is_empty() || truncated {
+        line(&cur, truncated);
+    }
+}
+
+/// At most `per_sec` lines in each second; counts the rest.
+struct LineLimiter {
+    per_sec: u32,
+    window: Option<std::time::Instant>,
+    in_window: u32,
+    suppressed: u64,
+}
+
+impl LineLimiter {
+    fn new(per_sec: u32) -> LineLimiter {
+        LineLimiter {
+            per_sec,
+            window: None,
+            in_window: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// The events for one line read at `now`.
+    fn admit(&mut self, now: std::time::Instant, line: &[u8], truncated: bool) -> Vec<StderrEvent> {
+        let mut out = Vec::new();
+        let new_window = self
+            .window
+            .is_none_or(|w| now.saturating_duration_since(w) >= std::time::Duration::from_secs(1));
+        if new_window {
+            out.extend(self.finish());
+            self.window = Some(now);
+            self.in_window = 0;
+        }
+        if self.in_window < self.per_sec {
+            self.in_window += 1;
+            out.push(StderrEvent::Line {
+                text: printable(line),
+                truncated,
+            });
+        } else {
+            self.suppressed += 1;
+        }
+        out
+    }
+
+    /// The count of lines dropped since it was last reported, if any.
+    fn finish(&mut self) -> Option<StderrEvent> {
+        let n = std::mem::take(&mut self.suppressed);
+        (n > 0).then_some(StderrEvent::Suppressed(n))
+    }
+}
+
+/// A worker's bytes as text that cannot act on a terminal or a log reader:
+/// invalid UTF-8 and control characters become U+FFFD.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// `s` as a JSON string.
 fn push_str(line: &mut Vec<u8>, s: &str) {
     // Writing a `str` into a `Vec` cannot fail.
@@ -279,6 +431,34 @@ mod tests {
             assert_eq!(ts.len(), "2026-01-01T00:00:00.000000Z".len(), "{ts}");
         }
         assert!(ours.contains("\"requestId\":\"0e1ceda230b1d6e6c49c\""));
+    }
+
+    #[test]
+    fn worker_stderr_lines_are_cut_and_rate_limited() {
+        let mut lines = Vec::new();
+        let input = format!("one\n{}\nthree\x1b[31m\nlast", "x".repeat(10));
+        read_lines(input.as_bytes(), 4, |l, t| lines.push((l.to_vec(), t)));
+        assert_eq!(
+            lines,
+            [
+                (b"one".to_vec(), false),
+                (b"xxxx".to_vec(), true),
+                (b"thre".to_vec(), true),
+                (b"last".to_vec(), false)
+            ]
+        );
+        assert_eq!(printable(b"a\x1b[0m\xffb"), "a\u{fffd}[0m\u{fffd}b");
+
+        let mut limit = LineLimiter::new(2);
+        let t0 = std::time::Instant::now();
+        let mut events = Vec::new();
+        for i in 0..5 {
+            events.extend(limit.admit(t0 + Duration::from_millis(i), b"l", false));
+        }
+        assert_eq!(events.len(), 2, "{events:?}");
+        let later = limit.admit(t0 + Duration::from_secs(2), b"m", false);
+        assert_eq!(later[0], StderrEvent::Suppressed(3));
+        assert!(limit.finish().is_none());
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub struct Metrics {
     mirror: Mutex<Mirror>,
     latency_sc: SumCount,
     phase_sc: [SumCount; 4],
-    restarts_by_reason: [AtomicU64; 6],
+    restarts_by_reason: [AtomicU64; RestartReason::ALL.len()],
     rate_limited_n: AtomicU64,
     cache_hits_n: AtomicU64,
     cache_misses_n: AtomicU64,

@@ -22,17 +22,21 @@ pub enum RestartReason {
     SeccompViolation,
     /// Any other signal or exit, or a protocol error.
     Crash,
+    /// The worker was stopped (`SIGSTOP`, a debugger) with a request
+    /// unanswered: replaced, and the request is not blamed.
+    Stalled,
     /// Planned: after `max_requests`, CPU use, or a configuration roll.
     Recycled,
 }
 
 impl RestartReason {
-    pub const ALL: [RestartReason; 6] = [
+    pub const ALL: [RestartReason; 7] = [
         RestartReason::Timeout,
         RestartReason::CpuLimit,
         RestartReason::MemoryLimit,
         RestartReason::SeccompViolation,
         RestartReason::Crash,
+        RestartReason::Stalled,
         RestartReason::Recycled,
     ];
 
@@ -43,6 +47,7 @@ impl RestartReason {
             RestartReason::MemoryLimit => "memory_limit",
             RestartReason::SeccompViolation => "seccomp_violation",
             RestartReason::Crash => "crash",
+            RestartReason::Stalled => "stalled",
             RestartReason::Recycled => "recycled",
         }
     }

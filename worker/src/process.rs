@@ -1,8 +1,9 @@
 //! A worker process's life, seen from its parent: starting it (a Unix
 //! socket pair, the child re-executing a binary in worker mode with its end
 //! of the socket on fd 3, and the configuration as one JSON argument after
-//! `--worker-config`), watching its CPU time, killing, retiring and reaping
-//! it, and the one classification of how it ended ([`Ended::exit`]).
+//! `--worker-config`, nothing else inherited: see [`spawn_worker`]),
+//! watching its CPU time and whether it is stopped, killing, retiring and
+//! reaping it, and the one classification of how it ended ([`Ended::exit`]).
 //!
 //! The supervisor adds only what a wait status cannot tell: that its own
 //! deadline killed the worker, or that it replaced it on purpose.
@@ -53,8 +54,24 @@ impl WorkerProcess {
     }
 }
 
-/// Starts `exe args… --worker-config <json>` with the socket on fd 3, stdin
-/// and stdout closed to /dev/null, and stderr inherited.
+/// The environment a worker gets: nothing inherited from the supervisor
+/// (its `OMNID_*` settings, secrets, proxies, locale), only what the
+/// supervisor sets itself. The worker needs no variable at all; this one
+/// keeps a panic from trying to open files for a backtrace (the seccomp
+/// filter would refuse them). docs/security.md lists it.
+pub const WORKER_ENV: &[(&str, &str)] = &[("RUST_BACKTRACE", "0")];
+
+/// Starts `exe args… --worker-config <json>` with the socket on fd 3 and
+/// nothing else shared with its parent: an empty environment but for
+/// [`WORKER_ENV`], working directory `/`, stdin and stdout on /dev/null,
+/// stderr a pipe (`child.stderr`; the caller reads it, or the worker's
+/// writes there fail), and `SIGKILL` when the parent dies
+/// (`PR_SET_PDEATHSIG`, checked against a parent that died during the fork).
+///
+/// The fork happens on one long-lived thread of this process: the kernel
+/// sends the parent-death signal when the *thread* that forked the child
+/// ends, and the caller's thread (a runtime's blocking pool) may end
+/// long before the process does.
 pub fn spawn_worker(
     exe: &Path,
     args: &[&str],
@@ -70,15 +87,22 @@ pub fn spawn_worker(
     cmd.args(args)
         .arg(CONFIG_ARG)
         .arg(json)
+        .env_clear()
+        .envs(WORKER_ENV.iter().copied())
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .env("RUST_BACKTRACE", "0")
-        .env_remove("RUST_LIB_BACKTRACE");
-    // SAFETY: between fork and exec we only call dup2, which is
-    // async-signal-safe, on fds we own; nothing allocates or locks.
+        .stderr(Stdio::piped());
+    let parent_pid = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec we only call prctl, getppid, fcntl and
+    // dup2, which are async-signal-safe, on fds we own; nothing allocates
+    // or locks.
     unsafe {
         cmd.pre_exec(move || {
+            if !die_with_parent(parent_pid) {
+                // The supervisor died during the fork: nobody to serve.
+                libc::_exit(0);
+            }
             if raw == WORKER_FD {
                 // Already on fd 3: clear close-on-exec so it survives exec.
                 let flags = libc::fcntl(raw, libc::F_GETFD);
@@ -91,12 +115,87 @@ pub fn spawn_worker(
             Ok(())
         });
     }
-    let child = cmd.spawn()?;
+    let child = spawn_on_forker(cmd)?;
     drop(child_fd);
     Ok(WorkerProcess {
         child,
         stream: parent,
     })
+}
+
+/// Asks the kernel to `SIGKILL` this process when its parent ends, then
+/// checks that the parent is still `parent` (it may have ended before the
+/// request took effect, and then no signal comes). `false`: it is not.
+/// Async-signal-safe (two system calls), so a child may call it between
+/// fork and exec; the worker calls it again after changing its uid, which
+/// clears the setting.
+pub fn die_with_parent(parent: libc::pid_t) -> bool {
+    // SAFETY: prctl with integer arguments; getppid has no preconditions.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        ) == 0
+            && libc::getppid() == parent
+    }
+}
+
+/// A spawn request for the forking thread: the command and where its
+/// result goes.
+type SpawnRequest = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+
+/// Runs `cmd.spawn()` on the process's one forking thread (started on
+/// first use, alive as long as the process), so the parent-death signal
+/// follows the process rather than a thread that may end.
+fn spawn_on_forker(cmd: Command) -> std::io::Result<Child> {
+    use std::sync::{mpsc, Mutex, OnceLock};
+    static FORKER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let forker = FORKER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        let started = std::thread::Builder::new()
+            .name("worker-forker".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            });
+        if let Err(e) = started {
+            // Without the thread every spawn below fails with this error.
+            eprintln!("omni-worker: cannot start the forking thread: {e}");
+        }
+        Mutex::new(tx)
+    });
+    let (reply, result) = std::sync::mpsc::channel();
+    let sent = match forker.lock() {
+        Ok(tx) => tx.send((cmd, reply)).is_ok(),
+        Err(_) => false,
+    };
+    if !sent {
+        return Err(std::io::Error::other("the forking thread is gone"));
+    }
+    result
+        .recv()
+        .map_err(|_| std::io::Error::other("the forking thread is gone"))?
+}
+
+/// Whether `pid` is stopped (`SIGSTOP`, `SIGTSTP`, a debugger): state `T`
+/// or `t` in `/proc/PID/stat`. Such a worker makes no progress on anything
+/// it was sent, through no fault of the request. `false` when unreadable.
+pub fn is_stopped(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name, which may contain
+    // spaces and parentheses.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat.get(i + 2..))
+        .and_then(|rest| rest.chars().next());
+    matches!(state, Some('T') | Some('t'))
 }
 
 /// In a worker process: reads the configuration from the arguments after

@@ -124,6 +124,8 @@ pub fn apply_sandbox(
         return Ok(report);
     }
     let arch = target_arch()?;
+    // The parent now: step 4 must find it unchanged (see there).
+    let parent = nix::unistd::getppid().as_raw();
     // A thread started before this call would escape the filter and every
     // per-thread step: refuse rather than confine half the process.
     match std::fs::read_to_string("/proc/self/status") {
@@ -162,6 +164,11 @@ pub fn apply_sandbox(
 
     // 4. User, groups and capabilities.
     drop_privileges(cfg, &mut report)?;
+    // A uid change clears the parent-death signal set at spawn: set it
+    // again, and leave if the supervisor died in between (no signal then).
+    if !crate::process::die_with_parent(parent) {
+        std::process::exit(0);
+    }
 
     // 5. No new privileges (execve of a setuid binary, file capabilities),
     //    and no core dumps / ptrace attach by processes of the same user.

@@ -5,8 +5,8 @@
 
 use super::job::{answer, unavailable, Job, JobReply, JobResult, Work};
 use super::live::{
-    idle_ended, is_would_block, peek, read_reply, reap_off_runtime, retire, send_all, Exchange,
-    Live, PoolError,
+    idle_ended, is_would_block, peek, read_reply_watching, reap_off_runtime, retire, send_all,
+    Exchange, Live, PoolError,
 };
 use super::shared::{PoolShared, SlotState};
 use crate::config::Config;
@@ -373,7 +373,7 @@ impl Driver {
             } else {
                 Duration::ZERO
             };
-            let exchange = read_reply(&mut w, until, poll).await;
+            let exchange = read_reply_watching(&mut w, until, poll).await;
             let service = started.elapsed();
             w.reply_poll.record(service);
             let sent_cached = flight.front().is_some_and(|f| f.sent_cached);
@@ -409,6 +409,16 @@ impl Driver {
                     fast.record(&done.job.work.cache_key, Some(service), fast_below);
                     answer(done.job, JobResult::Failed(f), queue_time);
                 }
+                Err(Exchange::Stalled) => {
+                    // The worker was stopped with the job unanswered: not
+                    // the policy's doing, so nothing is charged to it, and
+                    // the job goes first to the replacement (again only
+                    // while its queue expiry allows), those behind it next.
+                    self.stalled(w, &done.job.work).await;
+                    flight.push_front(done);
+                    self.requeue_unstarted(flight, held, pending);
+                    return Err(self.shared.unplanned_restart(&cfg));
+                }
                 Err(failed) => {
                     // The worker died on (or ran past the deadline of) the
                     // job at the front; the ones behind it never started.
@@ -440,6 +450,23 @@ impl Driver {
         };
         self.killed(work, reason, cfg, reaped.ended, served);
         reason
+    }
+
+    /// Kills and records a worker found stopped with `work` unanswered.
+    async fn stalled(&self, w: Live, work: &Work) {
+        let (served, pid) = (w.served, w.pid);
+        let reaped = self.kill(w).await;
+        let reason = RestartReason::Stalled;
+        self.shared.metrics.restart(reason);
+        tracing::warn!(
+            requestId = %work.request_id,
+            slot = self.slot,
+            pid,
+            reason = reason.as_str(),
+            ended = %reaped.ended,
+            served,
+            "worker stopped with a request unanswered; replaced, the request goes to its replacement"
+        );
     }
 
     /// Hands the jobs a lost worker never started to its replacement: those

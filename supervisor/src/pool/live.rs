@@ -107,6 +107,11 @@ impl Live {
             PoolError::StartFailed(format!("cannot start the process: {}", e.kind()))
         })?;
         let pid = wp.pid();
+        // Its stderr goes to the log as data, with its pid, from the start
+        // (a sandbox that cannot be applied says why there).
+        if let Some(stderr) = wp.child.stderr.take() {
+            crate::logging::forward_worker_stderr(stderr, pid);
+        }
         let timeout = Duration::from_millis(cfg.worker.start_timeout_ms);
         if wp.stream.set_read_timeout(Some(timeout)).is_err() {
             process::reap(&mut wp.child, true);
@@ -247,6 +252,36 @@ pub async fn read_reply(w: &mut Live, until: Instant, poll: Duration) -> Exchang
     }
 }
 
+/// How often a driver waiting for a reply looks whether its worker is
+/// stopped: a stopped worker costs its request at most this long, rather
+/// than its deadline and the blame for it.
+pub const STALL_CHECK: Duration = Duration::from_millis(100);
+
+/// [`read_reply`], looking every [`STALL_CHECK`] (and at the deadline)
+/// whether the worker is stopped: `Stalled` then, whatever the deadline.
+/// A request cannot stop its own worker (no system call of the language
+/// does, and the seccomp filter refuses `kill`), so a stopped worker is
+/// never the request's fault. One `/proc` read per check, only for a reply
+/// that is late.
+pub async fn read_reply_watching(w: &mut Live, until: Instant, poll: Duration) -> Exchange {
+    let mut poll = poll;
+    loop {
+        let check_at = (Instant::now() + STALL_CHECK).min(until);
+        match read_reply(w, check_at, poll).await {
+            Exchange::Deadline => {
+                if process::is_stopped(w.pid) {
+                    return Exchange::Stalled;
+                }
+                if Instant::now() >= until {
+                    return Exchange::Deadline;
+                }
+            }
+            other => return other,
+        }
+        poll = Duration::ZERO;
+    }
+}
+
 /// Writes all of `data` without blocking past `until`.
 pub async fn send_all(stream: &WorkerSocket, mut data: &[u8], until: Instant) -> io::Result<()> {
     while !data.is_empty() {
@@ -296,6 +331,9 @@ pub enum Exchange {
     Reply(Reply),
     /// The deadline passed before a reply.
     Deadline,
+    /// No reply, and the worker is stopped (`SIGSTOP`, a debugger): it is
+    /// not working on the request, so the request is not to blame.
+    Stalled,
     /// The worker is gone or spoke nonsense.
     Broken,
 }
