@@ -187,7 +187,8 @@ impl Tenancy {
         }
         // 3. The least recently used idle slot, this one included, gets a
         //    fresh worker for it.
-        let last = |i: usize| b.get(i).and_then(|b| b.last_used);
+        // A slot whose worker is bound to nobody counts as never used.
+        let last = |i: usize| b.get(i).filter(|_| current(i)).and_then(|b| b.last_used);
         let lru = (0..b.len())
             .filter(|&i| i == me || idle(i))
             .min_by_key(|&i| last(i))
