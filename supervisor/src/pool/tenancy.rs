@@ -420,7 +420,62 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::UidMap;
+    use super::{Route, UidMap};
+    use crate::config::{Config, TenantIsolation};
+    use crate::pool::shared::{PoolShared, SlotState};
+    use std::sync::Arc;
+
+    fn pool(workers: usize) -> PoolShared {
+        let mut cfg = Config {
+            workers,
+            ..Config::default()
+        };
+        cfg.pool.tenant_isolation = TenantIsolation::Dedicated;
+        let sh = PoolShared::new(
+            "/nonexistent".into(),
+            Arc::new(cfg),
+            Arc::new(crate::metrics::Metrics::new()),
+            Box::new(|_| {}),
+        );
+        for i in 0..workers {
+            sh.set_state(i, SlotState::Idle);
+            sh.set_pid(i, 100 + i as u32);
+        }
+        sh
+    }
+
+    #[test]
+    fn a_job_goes_to_its_tenants_worker_then_a_free_one_then_the_least_recently_used() {
+        let sh = pool(3);
+        let t = &sh.tenancy;
+        // Fresh workers serve anyone; the first job binds.
+        assert!(t.may_serve(0, 100, "a"));
+        t.bind(0, 100, "a");
+        assert!(t.may_serve(0, 100, "a"));
+        assert!(!t.may_serve(0, 100, "b"));
+        // Slot 0 took b's job: an idle unbound slot gets it.
+        assert!(matches!(
+            t.route(&sh, 0, 100, "b", true),
+            Route::Slot(1 | 2)
+        ));
+        t.bind(1, 101, "b");
+        t.bind(2, 102, "c");
+        // Slot 2 took a's job: slot 0 is a's.
+        assert_eq!(t.route(&sh, 2, 102, "a", true), Route::Slot(0));
+        // Busy: not handed there; the least recently used idle slot is
+        // recycled for it (slot 1 here, then the taker itself).
+        sh.set_state(0, SlotState::Busy);
+        assert_eq!(t.route(&sh, 2, 102, "a", true), Route::Slot(1));
+        sh.set_state(1, SlotState::Busy);
+        assert_eq!(t.route(&sh, 2, 102, "a", true), Route::Here);
+        // Pipelining on slot 1 (busy): a's job goes behind a's busy worker.
+        assert_eq!(t.route(&sh, 1, 101, "a", false), Route::Slot(0));
+        // A new worker in a slot is bound to nobody.
+        sh.set_pid(0, 200);
+        assert!(t.may_serve(0, 200, "z"));
+        sh.set_state(0, SlotState::Idle);
+        assert_eq!(t.route(&sh, 2, 102, "z", true), Route::Slot(0));
+    }
 
     #[test]
     fn uids_are_stable_distinct_and_reclaimed_only_from_unbound_tenants() {
