@@ -180,6 +180,7 @@ fn hostile(name: &str, weight: u32, content_type: &str, body: Body) -> Template 
         body,
         expect_status: None,
         expect_contains: None,
+        bearer: None,
     }
 }
 

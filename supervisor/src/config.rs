@@ -44,6 +44,18 @@ pub enum SandboxMode {
     Off,
 }
 
+/// Whether a worker process may serve more than one tenant
+/// (`pool.tenant_isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantIsolation {
+    /// Any worker serves any tenant, one request after another.
+    Shared,
+    /// A worker serves one tenant for its whole life (anonymous callers are
+    /// the one tenant `-`); another tenant's request goes to a fresh worker.
+    Dedicated,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -107,6 +119,11 @@ pub struct WorkerSection {
     /// machine where workers and the HTTP threads share few cores, the
     /// polling takes CPU time from them (see docs/performance.md).
     pub poll_before_block_us: u64,
+    /// `[first, last]` (inclusive): in dedicated mode each tenant's workers
+    /// run under their own uid (and gid of the same number) from this range
+    /// instead of `user`/`group`. Needs omnid started as root. File only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid_range: Option<[u32; 2]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,6 +162,14 @@ pub struct PoolSection {
     /// to twice the worker's last service time, if that was at most this
     /// long, before sleeping (0: never).
     pub reply_poll_max_us: u64,
+    /// `"shared"` or `"dedicated"` (see [`TenantIsolation`]).
+    pub tenant_isolation: TenantIsolation,
+    /// Dedicated mode: workers started ahead and bound to no tenant yet, so
+    /// a tenant without a worker gets one without waiting for a start.
+    pub spare_workers: usize,
+    /// Dedicated mode: a worker bound to a tenant and idle this long is
+    /// retired (a fresh, unbound one takes its slot).
+    pub tenant_idle_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,6 +308,7 @@ impl Default for WorkerSection {
             namespaces: sb.namespaces,
             start_timeout_ms: 5_000,
             poll_before_block_us: 0,
+            uid_range: None,
         }
     }
 }
@@ -305,6 +331,9 @@ impl Default for PoolSection {
             pipeline_depth: 2,
             pipeline_behind_us: 2_000,
             reply_poll_max_us: 100,
+            tenant_isolation: TenantIsolation::Shared,
+            spare_workers: 1,
+            tenant_idle_s: 60,
         }
     }
 }
@@ -661,6 +690,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     if !(1..=8).contains(&c.pool.pipeline_depth) {
         return Err(invalid("pool.pipeline_depth", "must be between 1 and 8"));
     }
+    if c.pool.spare_workers > 64 {
+        return Err(invalid("pool.spare_workers", "must be at most 64"));
+    }
+    positive("pool.tenant_idle_s", c.pool.tenant_idle_s)?;
+    validate_uid_range(c, effective_uid_is_root())?;
     let l = &c.limits;
     positive("limits.max_body_bytes", l.max_body_bytes as u64)?;
     positive("limits.max_code_bytes", l.max_code_bytes as u64)?;
@@ -764,6 +798,69 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `worker.uid_range`: a range of non-root ids with room for every slot's
+/// tenant plus one being bound, in dedicated mode, with the sandbox on, in
+/// an omnid started as root (only root can start a worker under another
+/// uid; refusing beats silently running every tenant under one uid).
+fn validate_uid_range(c: &Config, root: bool) -> Result<(), ConfigError> {
+    let Some([first, last]) = c.worker.uid_range else {
+        return Ok(());
+    };
+    let key = "worker.uid_range";
+    if first == 0 || first > last {
+        return Err(invalid(
+            key,
+            "expected [first, last] with 0 < first <= last (never root)",
+        ));
+    }
+    if last >= u32::MAX - 1 {
+        return Err(invalid(key, "must stay below 4294967294"));
+    }
+    let size = u64::from(last - first) + 1;
+    if size < c.workers as u64 + 1 {
+        return Err(invalid(
+            key,
+            format!(
+                "needs at least workers + 1 = {} ids (each bound worker's tenant has its own)",
+                c.workers + 1
+            ),
+        ));
+    }
+    if c.pool.tenant_isolation != TenantIsolation::Dedicated {
+        return Err(invalid(
+            key,
+            "only applies with pool.tenant_isolation = \"dedicated\"",
+        ));
+    }
+    if c.sandbox != SandboxMode::On {
+        return Err(invalid(
+            key,
+            "needs sandbox = \"on\" (the sandbox switches the worker's uid)",
+        ));
+    }
+    if !root {
+        return Err(invalid(
+            key,
+            "needs omnid started as root (only root can start workers under other uids); \
+             remove it, or start omnid as root",
+        ));
+    }
+    Ok(())
+}
+
+/// The effective uid of this process is 0 (from `/proc/self/status`, so no
+/// `unsafe` call; no /proc: not root as far as we can tell).
+fn effective_uid_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
 pub fn valid_tenant_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -822,6 +919,14 @@ impl Config {
         if self.pool.queue != new.pool.queue {
             out.push("pool.queue");
         }
+        // A worker's binding and uid are fixed at its start; switching them
+        // live would leave workers that served several tenants bound to one.
+        if self.pool.tenant_isolation != new.pool.tenant_isolation {
+            out.push("pool.tenant_isolation");
+        }
+        if self.worker.uid_range != new.worker.uid_range {
+            out.push("worker.uid_range");
+        }
         out
     }
 
@@ -834,6 +939,8 @@ impl Config {
         c.log.format = self.log.format;
         c.http.max_connections = self.http.max_connections;
         c.pool.queue = self.pool.queue;
+        c.pool.tenant_isolation = self.pool.tenant_isolation;
+        c.worker.uid_range = self.worker.uid_range;
         c
     }
 }
@@ -931,6 +1038,46 @@ mod tests {
         assert!(e.to_string().contains("listen"), "{e}");
         let e = load_str("version = 1\n[auth]\nenabled = true\n", &[]).unwrap_err();
         assert!(e.to_string().contains("auth.tokens_file"), "{e}");
+    }
+
+    #[test]
+    fn tenant_isolation_and_uid_range_are_checked() {
+        let c = load_str(
+            "version = 1\n[pool]\ntenant_isolation = \"dedicated\"\n",
+            &[("OMNID_POOL_SPARE_WORKERS", "3")],
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        assert_eq!(c.pool.tenant_isolation, TenantIsolation::Dedicated);
+        assert_eq!(c.pool.spare_workers, 3);
+        let e = load_str("version = 1\n[pool]\ntenant_isolation = \"mixed\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("pool.tenant_isolation"), "{e}");
+        let mut c = Config {
+            workers: 2,
+            ..Config::default()
+        };
+        c.pool.tenant_isolation = TenantIsolation::Dedicated;
+        c.worker.uid_range = Some([70000, 70002]);
+        assert!(validate_uid_range(&c, true).is_ok());
+        // Not root: refused, naming the key and the reason.
+        let e = validate_uid_range(&c, false).unwrap_err().to_string();
+        assert!(e.contains("worker.uid_range") && e.contains("root"), "{e}");
+        for bad in [[0, 10], [70010, 70000], [70000, 70001]] {
+            c.worker.uid_range = Some(bad);
+            assert!(validate_uid_range(&c, true).is_err(), "{bad:?}");
+        }
+        c.worker.uid_range = Some([70000, 70002]);
+        c.pool.tenant_isolation = TenantIsolation::Shared;
+        assert!(validate_uid_range(&c, true).is_err());
+        c.pool.tenant_isolation = TenantIsolation::Dedicated;
+        c.sandbox = SandboxMode::Off;
+        assert!(validate_uid_range(&c, true).is_err());
+        // A set range survives the printed configuration.
+        c.sandbox = SandboxMode::On;
+        let back: Config = toml::from_str(&c.to_toml())
+            .map_err(|e| e.to_string())
+            .unwrap();
+        assert_eq!(back.worker.uid_range, Some([70000, 70002]));
     }
 
     #[test]

@@ -36,7 +36,9 @@ use std::io;
 pub struct SandboxConfig {
     /// `false` only when the operator set `sandbox = "off"` explicitly.
     pub enabled: bool,
-    /// User and group to switch to when started as root.
+    /// User and group to switch to when started as root: names, or numbers
+    /// taken as they are (the supervisor passes a tenant's own uid this way
+    /// for `worker.uid_range`).
     pub user: String,
     pub group: String,
     /// `RLIMIT_AS` in bytes.

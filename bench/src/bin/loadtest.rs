@@ -12,6 +12,7 @@
 //!
 //! Groups: `floor` (with the ceiling), `omnid` (closed loop at 1/8/64 connections and the
 //! open-loop run at half the maximum), `sizes`, `cache`, `hostile`,
+//! `tenancy` (shared vs dedicated workers with 1, 10 and 100 tenants),
 //! `tunables`. Server CPU per request is measured from the process tree's
 //! CPU time (`/proc`), which a busy machine disturbs far less than
 //! throughput.
@@ -72,7 +73,7 @@ fn opts() -> Opts {
                     .expect("--threads N")
             }
             "-h" | "--help" => {
-                println!("loadtest [--out DIR] [--quick] [--only floor,omnid,sizes,cache,hostile,tunables] [--hostile-rate N] [--threads N]");
+                println!("loadtest [--out DIR] [--quick] [--only floor,omnid,sizes,cache,hostile,tenancy,tunables] [--hostile-rate N] [--threads N]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other}"),
@@ -156,11 +157,15 @@ impl Run {
         }
         let s = Server::start(cmd, &self.tmp.join(format!("omnid-{tag}.log")), Some(addr))
             .unwrap_or_else(|e| panic!("omnid: {e}"));
-        // Ready: one request through a worker.
+        // Ready: one request through a worker (with auth on, an answer of
+        // 401 at least shows the server up; the warm-up does the rest).
+        let auth = env
+            .iter()
+            .any(|(k, v)| *k == "OMNID_AUTH_ENABLED" && *v == "true");
         let body = workload::standard_body();
         for _ in 0..50 {
             if procs::http(s.addr, "POST", workload::VALIDATE, Some(body.as_bytes()))
-                .is_some_and(|(st, _)| st == 200)
+                .is_some_and(|(st, _)| st == 200 || (auth && st == 401))
             {
                 return s;
             }
@@ -290,6 +295,26 @@ fn standard() -> Template {
         "standard",
         Body::Fixed(Bytes::from(workload::standard_body())),
     )
+}
+
+/// A tokens-file line for `tenant` and `token` (`omnid --hash-token`).
+fn token_line(tenant: &str, token: &str) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut c = Command::new(sibling("omnid"))
+        .args(["--hash-token", tenant])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("omnid --hash-token");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{token}\n").as_bytes())
+        .expect("token");
+    let out = c.wait_with_output().expect("omnid --hash-token");
+    assert!(out.status.success(), "omnid --hash-token failed");
+    String::from_utf8(out.stdout).expect("token line")
 }
 
 fn machine() -> Value {
@@ -582,6 +607,52 @@ fn main() {
                 json!({ "rate": rate, "env": conf }),
             );
             srv.stop(Duration::from_secs(5));
+        }
+    }
+
+    if run.want("tenancy") {
+        // Shared vs dedicated workers (issue 14): the standard workload from
+        // 1, 10 and 100 tenants taking turns (one template per tenant, so
+        // consecutive requests come from different tenants), auth on.
+        let t = run.time(0.5, 6.0);
+        let tokens = run.tmp.join("tokens");
+        let mut file = String::new();
+        for i in 0..100 {
+            file.push_str(&token_line(&format!("t{i}"), &format!("bench-token-{i}")));
+        }
+        std::fs::write(&tokens, file).expect("tokens file");
+        let tokens = tokens.display().to_string();
+        for mode in ["shared", "dedicated"] {
+            for n in [1usize, 10, 100] {
+                let srv = run.start_omnid(
+                    &format!("tenancy-{mode}-{n}"),
+                    &[
+                        ("OMNID_AUTH_ENABLED", "true"),
+                        ("OMNID_AUTH_TOKENS_FILE", &tokens),
+                        ("OMNID_POOL_TENANT_ISOLATION", mode),
+                    ],
+                );
+                let templates: Vec<Template> = (0..n)
+                    .map(|i| {
+                        let mut t = standard();
+                        t.name = format!("tenant_{i}");
+                        t.bearer = Some(format!("bench-token-{i}"));
+                        t
+                    })
+                    .collect();
+                run.scenario(
+                    "tenancy",
+                    &format!("{mode}_{n}_tenants"),
+                    "standard workload from N tenants in turn, closed loop, 64 connections",
+                    &srv,
+                    templates,
+                    64,
+                    Mode::Closed,
+                    t,
+                    json!({ "tenant_isolation": mode, "tenants": n }),
+                );
+                srv.stop(Duration::from_secs(5));
+            }
         }
     }
 
@@ -1114,6 +1185,27 @@ fn report(raw: &Value) -> String {
             h["metrics_delta"]["rejected"],
             h["metrics_delta"]["quarantinedPolicies"]
         );
+    }
+
+    // Tenancy.
+    let ten: Vec<&Value> = raw["scenarios"]
+        .as_array()
+        .map(|v| v.iter().filter(|s| s["group"] == "tenancy").collect())
+        .unwrap_or_default();
+    if !ten.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Shared vs dedicated workers
+"
+        );
+        let _ = writeln!(md, "The standard workload from 1, 10 and 100 tenants in turn (auth on, closed loop, 64 connections), with `pool.tenant_isolation` shared and dedicated; each row is a freshly started omnid. In dedicated mode a switch of tenant on a worker retires it and takes a spare (counted as `recycled` restarts).\n");
+        md.push_str(HEAD);
+        for s in &ten {
+            let restarts = &s["metrics_delta"]["workerRestarts"];
+            let label = format!("{} (restarts {restarts})", s["name"].as_str().unwrap_or(""));
+            md.push_str(&table_row(s, &label));
+        }
+        md.push('\n');
     }
 
     // Tunables.

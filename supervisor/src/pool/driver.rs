@@ -9,6 +9,7 @@ use super::live::{
     Exchange, Live, PoolError,
 };
 use super::shared::{PoolShared, SlotState};
+use super::tenancy::{self, tenant_of, Route};
 use crate::config::Config;
 use crate::restart::RestartReason;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -105,7 +106,11 @@ impl Driver {
         let mut fast = FastPolicies::default();
         loop {
             if live.is_none() {
-                if self.shared.stopping() && rx.is_empty() && pending.is_empty() {
+                if self.shared.stopping()
+                    && rx.is_empty()
+                    && pending.is_empty()
+                    && self.shared.tenancy.mail_empty(self.slot)
+                {
                     break;
                 }
                 live = self.restart(&mut pending, &mut respawn_at).await;
@@ -122,7 +127,7 @@ impl Driver {
                         if idle_ended(&w) {
                             respawn_at = Instant::now() + self.died_idle(w).await;
                         } else {
-                            live = Some(w);
+                            live = Some(self.retire_if_idle_bound(w).await);
                         }
                         continue;
                     }
@@ -143,6 +148,15 @@ impl Driver {
                 pending.push_front(job);
                 continue;
             }
+            // Dedicated mode: only a worker of the job's tenant serves it.
+            let w = match self.dedicate(w, &job).await {
+                Ok(w) => w,
+                Err(w) => {
+                    unavailable(job);
+                    live = Some(w);
+                    continue;
+                }
+            };
             self.shared.set_state(self.slot, SlotState::Busy);
             match self.serve(w, job, &rx, &mut pending, &mut fast).await {
                 Ok(w) => live = Some(self.maybe_recycle(w).await),
@@ -229,8 +243,15 @@ impl Driver {
             // Registered before looking, so a job queued after the look
             // wakes this driver.
             notified.as_mut().enable();
+            // Jobs another driver handed to this slot come first.
+            if let Some(job) = self.shared.tenancy.take_mail(self.slot) {
+                return NextJob::Job(Box::new(job));
+            }
             match rx.try_recv() {
-                Ok(job) => return NextJob::Job(Box::new(job)),
+                Ok(job) => match self.route(job, w, true) {
+                    Some(job) => return NextJob::Job(Box::new(job)),
+                    None => continue,
+                },
                 Err(TryRecvError::Disconnected) => return NextJob::Closed,
                 Err(TryRecvError::Empty) => {}
             }
@@ -250,6 +271,86 @@ impl Driver {
                         return NextJob::WorkerEnded;
                     }
                 }
+            }
+        }
+    }
+
+    /// Where a job this driver took from the queue goes (dedicated mode):
+    /// `Some`: this slot serves it; `None`: handed to another slot.
+    fn route(&self, job: Job, w: &Live, idle: bool) -> Option<Job> {
+        let t = &self.shared.tenancy;
+        if !t.dedicated() || t.may_serve(self.slot, w.pid, tenant_of(&job.work)) {
+            return Some(job);
+        }
+        match t.route(&self.shared, self.slot, w.pid, tenant_of(&job.work), idle) {
+            Route::Here => Some(job),
+            Route::Slot(i) => {
+                let back = t.hand(i, job);
+                if back.is_none() {
+                    self.shared.job_ready.notify_waiters();
+                }
+                back
+            }
+        }
+    }
+
+    /// Dedicated mode: binds the worker to `job`'s tenant, or, when it
+    /// serves another tenant (or needs the tenant's uid), replaces it with
+    /// a fresh one first. `Err(w)`: no fresh worker could be had; the job
+    /// must not run on `w`.
+    async fn dedicate(&self, w: Live, job: &Job) -> Result<Live, Live> {
+        let t = &self.shared.tenancy;
+        if !t.dedicated() {
+            return Ok(w);
+        }
+        let tenant = tenant_of(&job.work);
+        if t.may_serve(self.slot, w.pid, tenant) {
+            t.bind(self.slot, w.pid, tenant);
+            return Ok(w);
+        }
+        self.shared.set_state(self.slot, SlotState::Starting);
+        match tenancy::fresh_worker(&self.shared, Some(tenant)).await {
+            Ok(new) => {
+                tracing::debug!(
+                    slot = self.slot,
+                    old = w.pid,
+                    new = new.pid,
+                    served = w.served,
+                    "worker replaced for another tenant"
+                );
+                self.shared.metrics.restart(RestartReason::Recycled);
+                self.retire(w);
+                self.shared.set_pid(self.slot, new.pid);
+                t.bind(self.slot, new.pid, tenant);
+                Ok(new)
+            }
+            Err(e) => {
+                self.shared.failed_start(&self.shared.config(), &e);
+                self.shared.set_state(self.slot, SlotState::Idle);
+                Err(w)
+            }
+        }
+    }
+
+    /// Dedicated mode: a worker bound to a tenant and idle for
+    /// `pool.tenant_idle_s` is retired, so it holds nothing of its tenant
+    /// longer than needed and the slot is free for any tenant.
+    async fn retire_if_idle_bound(&self, w: Live) -> Live {
+        let idle = Duration::from_secs(self.shared.config().pool.tenant_idle_s);
+        if !self.shared.tenancy.idle_bound(self.slot, w.pid, idle) {
+            return w;
+        }
+        self.shared.set_state(self.slot, SlotState::Starting);
+        match tenancy::fresh_worker(&self.shared, None).await {
+            Ok(new) => {
+                tracing::debug!(slot = self.slot, old = w.pid, "idle tenant worker retired");
+                self.retire(w);
+                self.shared.set_pid(self.slot, new.pid);
+                new
+            }
+            Err(e) => {
+                self.shared.failed_start(&self.shared.config(), &e);
+                w
             }
         }
     }
@@ -351,6 +452,19 @@ impl Driver {
                 && flight.iter().all(|f| fast.contains(&f.job.work.cache_key))
             {
                 let Ok(job) = rx.try_recv() else { break };
+                // Dedicated mode: another tenant's job goes to another slot,
+                // or waits here for this worker's replacement.
+                let Some(job) = self.route(job, &w, false) else {
+                    continue;
+                };
+                if !self
+                    .shared
+                    .tenancy
+                    .may_serve(self.slot, w.pid, tenant_of(&job.work))
+                {
+                    held = Some(job);
+                    break;
+                }
                 if frame_estimate(&w, &job) > MAX_PIPELINED_FRAME {
                     held = Some(job);
                     break;

@@ -17,12 +17,15 @@
 //! - [`shared`]: the state the HTTP side and the drivers share (slot
 //!   states, restart intensity, quarantine) and the events the pool reports;
 //! - [`driver`]: the task that supervises one slot;
-//! - [`live`]: one live worker and the non-blocking I/O on its socket.
+//! - [`live`]: one live worker and the non-blocking I/O on its socket;
+//! - [`tenancy`]: dedicated workers (one tenant per worker), their spares
+//!   and uids.
 
 mod driver;
 mod job;
 mod live;
 mod shared;
+mod tenancy;
 
 pub use job::{JobReply, JobResult, SubmitError, Work};
 pub use live::PoolError;
@@ -115,6 +118,8 @@ impl WorkerPool {
             };
             drivers.push(runtime.spawn(driver.run(live, rx.clone())));
         }
+        // Dedicated mode: spares ready before the first tenant switch.
+        tenancy::refill_spares(&shared);
         Ok(WorkerPool {
             shared,
             tx: Mutex::new(Some(tx)),
@@ -250,6 +255,19 @@ impl WorkerPool {
         }
         for d in &drivers {
             d.abort();
+        }
+        // Dedicated mode: jobs handed to a driver that has ended get no
+        // answer (their callers see the pool stop), and spares go.
+        drop(self.shared.tenancy.drain_mail());
+        for spare in self.shared.tenancy.drain_spares() {
+            match lock(&self.reaper).as_ref() {
+                Some(reaper) => {
+                    if let Err(e) = reaper.send(spare.close()) {
+                        retire(e.into_inner());
+                    }
+                }
+                None => retire(spare.close()),
+            }
         }
         // Drivers still busy past the timeout: their workers go now.
         for p in &self.shared.pids {

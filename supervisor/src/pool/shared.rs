@@ -71,6 +71,8 @@ pub struct PoolShared {
     /// Where the pool reports crash loops and giving up (the service
     /// manager's status line).
     pub on_event: EventSink,
+    /// Dedicated workers: bindings, hand-offs, spares, uids.
+    pub tenancy: super::tenancy::Tenancy,
 }
 
 impl PoolShared {
@@ -82,6 +84,7 @@ impl PoolShared {
         on_event: EventSink,
     ) -> PoolShared {
         let n = config.workers;
+        let tenancy = super::tenancy::Tenancy::new(&config);
         PoolShared {
             exe,
             config: RwLock::new(config),
@@ -101,6 +104,7 @@ impl PoolShared {
             fatal: Mutex::new(None),
             fatal_notify: tokio::sync::Notify::new(),
             on_event,
+            tenancy,
         }
     }
 
