@@ -52,9 +52,12 @@ fn patterns_are_counted() {
         errors[0].contains("more than 256 regular expressions"),
         "{errors:?}"
     );
-    assert!(compile(&pattern_policy(256, |i| format!("^a{i}$")), &CheckOptions::default())
-        .policy
-        .is_some());
+    assert!(compile(
+        &pattern_policy(256, |i| format!("^a{i}$")),
+        &CheckOptions::default()
+    )
+    .policy
+    .is_some());
 }
 
 /// The same policy with distinct patterns and the count and byte limits

@@ -241,13 +241,6 @@ impl Cost {
             size: self.size.saturating_add(o.size),
         }
     }
-
-    fn times(self, n: u64) -> Cost {
-        Cost {
-            positions: self.positions.saturating_mul(n),
-            size: self.size.saturating_mul(n),
-        }
-    }
 }
 
 /// Compile work in units of ~0.3 µs (measured: compiling took 70–350 ns per
@@ -288,11 +281,18 @@ fn measure(h: &Hir) -> Cost {
             size: 1,
         },
         HirKind::Repetition(r) => {
-            let copies = match r.max {
-                Some(max) => max.max(r.min).max(1),
-                None => r.min.saturating_add(1),
+            let sub = measure(&r.sub);
+            // A bounded repetition is compiled as that many copies; an
+            // unbounded one as its minimum and a loop (`x+` is one copy),
+            // but a search may be in one more copy than that at once.
+            let (copies, positions) = match r.max {
+                Some(max) => (max.max(r.min), max.max(r.min)),
+                None => (r.min, r.min.saturating_add(1)),
             };
-            measure(&r.sub).times(u64::from(copies))
+            Cost {
+                positions: sub.positions.saturating_mul(u64::from(positions)),
+                size: sub.size.saturating_mul(u64::from(copies.max(1))),
+            }
         }
         HirKind::Capture(c) => measure(&c.sub),
         HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().map(measure).fold(

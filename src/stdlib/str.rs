@@ -163,7 +163,9 @@ fn matches(cx: &mut dyn CallContext, a: Args) -> R<Value> {
             let at = a.call.span.start;
             // Charged by what the search may cost (the pattern's own rate),
             // before it runs.
-            let fuel = cx.regex_at(at).map_or(s.len() as u64 / 32 + 1, |re| re.fuel(s.len()));
+            let fuel = cx
+                .regex_at(at)
+                .map_or(s.len() as u64 / 32 + 1, |re| re.fuel(s.len()));
             cx.charge(fuel)?;
             match cx.regex_at(at) {
                 Some(re) => Value::Bool(re.is_match(s)),
