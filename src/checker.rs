@@ -49,7 +49,7 @@ pub fn compile(source: &str, opts: &CheckOptions) -> Compiled {
         diags: &mut diags,
         scopes: Vec::new(),
         max_slots: 0,
-        regexes: Vec::new(),
+        regexes: stdlib::RegexBudget::new(opts.regex),
         defaults: &doc.defaults,
         noted_rule: false,
         next_index: 0,
@@ -59,7 +59,7 @@ pub fn compile(source: &str, opts: &CheckOptions) -> Compiled {
     ck.defaults_fit_declarations();
     ck.rules(&mut doc.rules);
     let max_slots = ck.max_slots;
-    let regexes = std::mem::take(&mut ck.regexes);
+    let regexes = ck.regexes.take_compiled();
     let rule_count = ck.next_index as usize;
     for d in diags.iter_mut() {
         if d.code.is_conformance() {
@@ -116,7 +116,7 @@ struct Checker<'a> {
     /// Names bound by FOR and lambdas, innermost last, with their slots.
     scopes: Vec<Arc<str>>,
     max_slots: u32,
-    regexes: Vec<(u32, Arc<regex::Regex>)>,
+    regexes: stdlib::RegexBudget,
     defaults: &'a [PolicyDefault],
     /// The bare-number note was given for the current rule.
     noted_rule: bool,
@@ -911,7 +911,7 @@ impl CheckContext for Checker<'_> {
         self.err(code, span, message)
     }
 
-    fn add_regex(&mut self, offset: u32, re: Arc<regex::Regex>) {
-        self.regexes.push((offset, re));
+    fn regexes(&mut self) -> &mut stdlib::RegexBudget {
+        &mut self.regexes
     }
 }

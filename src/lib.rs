@@ -47,7 +47,8 @@ pub use error_code::ErrorCode;
 pub use eval::{evaluate, EvalError, ValueKind};
 pub use json::{Context, ContextError};
 pub use limits::{
-    ContextLimits, EvalLimits, LimitOverrides, Limits, NestingLimits, DEFAULT_MAX_POLICY_BYTES,
+    ContextLimits, EvalLimits, LimitOverrides, Limits, NestingLimits, RegexLimits,
+    DEFAULT_MAX_POLICY_BYTES,
 };
 pub use options::{CheckOptions, EvalOptions, Features, Profile};
 pub use policy::CompiledPolicy;

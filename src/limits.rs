@@ -38,6 +38,30 @@ impl Default for NestingLimits {
     }
 }
 
+/// Limits on the regular expressions of one policy, checked when it is
+/// compiled (past them a pattern gets E0308): together they bound the time
+/// a check spends on patterns, whatever the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RegexLimits {
+    /// Patterns (`matches` calls) in the policy, repeated ones included.
+    pub max_patterns: usize,
+    /// Bytes of all its patterns together.
+    pub max_pattern_bytes: usize,
+    /// Compile work of its distinct patterns, in units of ~0.3 µs (see
+    /// `docs/security.md#regex-budgets`).
+    pub compile_budget: u64,
+}
+
+impl Default for RegexLimits {
+    fn default() -> Self {
+        RegexLimits {
+            max_patterns: 256,
+            max_pattern_bytes: 16 * 1024,
+            compile_budget: 250_000,
+        }
+    }
+}
+
 /// Limits on a context document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContextLimits {
@@ -84,14 +108,15 @@ impl Default for EvalLimits {
     }
 }
 
-/// Every limit of one request: the policy text, the context, nesting and
-/// evaluation.
+/// Every limit of one request: the policy text, the context, nesting, the
+/// policy's regular expressions and evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Limits {
     /// Bytes of the policy text.
     pub policy_bytes: usize,
     pub context: ContextLimits,
     pub nesting: NestingLimits,
+    pub regex: RegexLimits,
     pub eval: EvalLimits,
 }
 
@@ -189,6 +214,7 @@ mod tests {
         assert_eq!(l.eval.fuel, 5);
         assert_eq!(l.eval.max_loop_iterations, base.eval.max_loop_iterations);
         assert_eq!(l.nesting, base.nesting);
+        assert_eq!(l.regex, base.regex);
         assert_eq!(base.lowered_by(&LimitOverrides::default()), base);
     }
 }

@@ -2,7 +2,7 @@
 //! flags (`docs/language.md#strict-and-lenient-profiles`, `docs/language.md#feature-flags`). The limits live in
 //! [`crate::limits`].
 
-pub use crate::limits::{EvalLimits, NestingLimits, DEFAULT_MAX_POLICY_BYTES};
+pub use crate::limits::{EvalLimits, NestingLimits, RegexLimits, DEFAULT_MAX_POLICY_BYTES};
 use serde::{Deserialize, Serialize};
 use std::hash::{Hash, Hasher};
 
@@ -61,6 +61,9 @@ pub struct CheckOptions {
     pub profile: Profile,
     pub features: Features,
     pub nesting: NestingLimits,
+    /// The policy's patterns: part of the fingerprint, since a policy
+    /// within one set of these limits may be refused under another.
+    pub regex: RegexLimits,
 }
 
 impl CheckOptions {
@@ -92,4 +95,20 @@ pub struct EvalOptions {
     pub limits: EvalLimits,
     /// Record each condition's value sub-expression by sub-expression.
     pub trace: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regex_limits_are_part_of_the_fingerprint() {
+        let base = CheckOptions::default();
+        let mut o = base.clone();
+        o.regex.max_patterns -= 1;
+        assert_ne!(base.fingerprint(), o.fingerprint());
+        let mut o = base.clone();
+        o.regex.compile_budget -= 1;
+        assert_ne!(base.fingerprint(), o.fingerprint());
+    }
 }

@@ -69,7 +69,7 @@ pub struct CompiledPolicy {
     pub schema: crate::types::Schema,
     pub rules: Vec<Rule>,
     /// Regexes of `matches(s, "…")`, by the byte offset of the call.
-    pub regexes: Vec<(u32, Arc<regex::Regex>)>,
+    pub regexes: Vec<(u32, Arc<crate::stdlib::CompiledRegex>)>,
     /// Local slots needed (loop variables and lambda parameters in scope at once).
     pub max_slots: u32,
     /// Number of rules, nested ones included.
@@ -94,7 +94,7 @@ impl CompiledPolicy {
             .map(|d| &d.value)
     }
 
-    pub fn regex_at(&self, offset: u32) -> Option<&regex::Regex> {
+    pub fn regex_at(&self, offset: u32) -> Option<&crate::stdlib::CompiledRegex> {
         self.regexes
             .iter()
             .find(|(o, _)| *o == offset)

@@ -695,7 +695,7 @@ impl CallContext for Evaluator<'_> {
         self.now
     }
 
-    fn regex_at(&self, offset: u32) -> Option<&regex::Regex> {
+    fn regex_at(&self, offset: u32) -> Option<&crate::stdlib::CompiledRegex> {
         self.p.regex_at(offset)
     }
 

@@ -18,6 +18,7 @@
 mod json;
 mod list;
 mod math;
+mod pattern;
 // `mod str` would shadow the primitive type in this module.
 #[path = "str.rs"]
 mod strings;
@@ -33,6 +34,8 @@ use crate::units::{approx_eq, Dimension};
 use crate::value::{Timestamp, Value};
 use std::cmp::Ordering;
 use std::sync::Arc;
+
+pub use pattern::{CompiledRegex, Outcome as RegexOutcome, RegexBudget};
 
 type R<T> = Result<T, EvalError>;
 
@@ -172,7 +175,7 @@ pub trait CallContext {
     fn text(&self, span: Span) -> &str;
     fn now(&self) -> Timestamp;
     /// The regex the checker compiled for the call at this offset.
-    fn regex_at(&self, offset: u32) -> Option<&regex::Regex>;
+    fn regex_at(&self, offset: u32) -> Option<&CompiledRegex>;
     /// `item IN collection`, as the operator does it.
     fn contains(&mut self, c: &Value, item: &Value, ie: &Expr, ce: &Expr) -> R<Option<bool>>;
     /// How many local slots there are (lambda parameters live in them).
@@ -183,8 +186,9 @@ pub trait CallContext {
 /// What a compile-time check may ask of the checker.
 pub trait CheckContext {
     fn error(&mut self, code: Code, span: Span, message: String) -> &mut Diagnostic;
-    /// Keeps the compiled pattern of the call at `offset`.
-    fn add_regex(&mut self, offset: u32, re: Arc<regex::Regex>);
+    /// The policy's patterns: compiles them within the policy's limits and
+    /// keeps them by the offset of their call.
+    fn regexes(&mut self) -> &mut RegexBudget;
 }
 
 /// Every function, family by family.

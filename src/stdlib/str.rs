@@ -3,7 +3,7 @@
 
 use super::{
     bad_arg, func, list_of_strs, tri_value, ArgTypes, Args, CallContext, CheckContext, Flag,
-    FuncDef, Returns, R,
+    FuncDef, RegexOutcome, Returns, R,
 };
 use crate::ast::{Expr, ExprKind, Literal};
 use crate::diagnostics::Code;
@@ -160,8 +160,14 @@ fn split(cx: &mut dyn CallContext, a: Args) -> R<Value> {
 fn matches(cx: &mut dyn CallContext, a: Args) -> R<Value> {
     Ok(match &a.v0() {
         Value::Str(s) => {
-            cx.charge(s.len() as u64 / 32 + 1)?;
-            match cx.regex_at(a.call.span.start) {
+            let at = a.call.span.start;
+            // Charged by what the search may cost (the pattern's own rate),
+            // before it runs.
+            let fuel = cx
+                .regex_at(at)
+                .map_or(s.len() as u64 / 32 + 1, |re| re.fuel(s.len()));
+            cx.charge(fuel)?;
+            match cx.regex_at(at) {
                 Some(re) => Value::Bool(re.is_match(s)),
                 None => Value::Missing,
             }
@@ -170,33 +176,19 @@ fn matches(cx: &mut dyn CallContext, a: Args) -> R<Value> {
     })
 }
 
-/// The pattern must be a literal: it is compiled here, once, with limits.
+/// The pattern must be a literal: it is compiled here, once, within the
+/// size limits and the policy's regex budget (`stdlib::pattern`).
 fn check_pattern(ck: &mut dyn CheckContext, args: &[Expr], span: Span) {
     let Some(pat) = args.get(1) else {
         return;
     };
     match &pat.kind {
-        ExprKind::Literal(Literal::Str(p)) => {
-            match regex::RegexBuilder::new(p)
-                .size_limit(1 << 20)
-                .dfa_size_limit(1 << 20)
-                .nest_limit(64)
-                .build()
-            {
-                Ok(re) => ck.add_regex(span.start, Arc::new(re)),
-                Err(err) => {
-                    let first = err.to_string();
-                    let line = first
-                        .lines()
-                        .rev()
-                        .find(|l| l.starts_with("error:"))
-                        .map(|l| l.trim_start_matches("error:").trim().to_string())
-                        .unwrap_or_else(|| "the pattern is too large".into());
-                    let msg = format!("invalid regular expression: {line}");
-                    ck.error(Code::InvalidRegex, pat.span, msg);
-                }
+        ExprKind::Literal(Literal::Str(p)) => match ck.regexes().compile(span.start, p) {
+            RegexOutcome::Compiled(_) | RegexOutcome::Skipped => {}
+            RegexOutcome::Refused(msg) => {
+                ck.error(Code::InvalidRegex, pat.span, msg);
             }
-        }
+        },
         _ => {
             ck.error(
                 Code::InvalidRegex,

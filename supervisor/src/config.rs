@@ -190,6 +190,12 @@ pub struct LimitsSection {
     pub max_list_len: usize,
     pub max_expr_depth: usize,
     pub max_block_depth: usize,
+    /// Patterns (`matches` calls) in one policy.
+    pub max_regex_patterns: usize,
+    /// Bytes of all the patterns of one policy.
+    pub max_regex_bytes: usize,
+    /// Compile work of one policy's distinct patterns (units of ~0.3 µs).
+    pub regex_compile_budget: u64,
     /// Strict profile unless a request asks otherwise.
     pub strict: bool,
 }
@@ -344,6 +350,7 @@ impl Default for LimitsSection {
             policy_bytes,
             context,
             nesting,
+            regex,
             eval,
         } = omni::Limits::standard();
         LimitsSection {
@@ -358,6 +365,9 @@ impl Default for LimitsSection {
             max_list_len: eval.max_list_len,
             max_expr_depth: nesting.expr_depth,
             max_block_depth: nesting.block_depth,
+            max_regex_patterns: regex.max_patterns,
+            max_regex_bytes: regex.max_pattern_bytes,
+            regex_compile_budget: regex.compile_budget,
             strict: true,
         }
     }
@@ -377,6 +387,11 @@ impl LimitsSection {
             nesting: omni::NestingLimits {
                 expr_depth: self.max_expr_depth,
                 block_depth: self.max_block_depth,
+            },
+            regex: omni::RegexLimits {
+                max_patterns: self.max_regex_patterns,
+                max_pattern_bytes: self.max_regex_bytes,
+                compile_budget: self.regex_compile_budget,
             },
             eval: omni::EvalLimits {
                 fuel: self.fuel,
@@ -707,6 +722,9 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     positive("limits.max_list_len", l.max_list_len as u64)?;
     positive("limits.max_expr_depth", l.max_expr_depth as u64)?;
     positive("limits.max_block_depth", l.max_block_depth as u64)?;
+    positive("limits.max_regex_patterns", l.max_regex_patterns as u64)?;
+    positive("limits.max_regex_bytes", l.max_regex_bytes as u64)?;
+    positive("limits.regex_compile_budget", l.regex_compile_budget)?;
     // A request frame holds the policy and the context; keep both under the
     // protocol's hard frame limit with room for the envelope.
     let frame_room = omni_worker::protocol::MAX_REQUEST_FRAME - 64 * 1024;

@@ -42,7 +42,7 @@ impl PolicySource {
 /// the worker enforces exactly these).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestOptions {
-    /// Built by [`RequestOptions::new`], so its nesting limits are `limits.nesting`.
+    /// Built by [`RequestOptions::new`], so its nesting and regex limits are those of `limits`.
     pub check: CheckOptions,
     pub limits: Limits,
     pub trace: bool,
@@ -55,6 +55,7 @@ impl RequestOptions {
                 profile,
                 features,
                 nesting: limits.nesting,
+                regex: limits.regex,
             },
             limits,
             trace,
