@@ -23,7 +23,7 @@ pub(super) fn canonical_message(message: &str) -> String {
     let parts: Vec<&str> = message.split('`').collect();
     // An odd number of backticks: the quotes do not pair up (a backtick in a
     // quoted string); keep the message as it is.
-    if parts.len() % 2 == 0 {
+    if parts.len().is_multiple_of(2) {
         return message.to_string();
     }
     let mut out = String::with_capacity(message.len());
