@@ -288,7 +288,8 @@ fn sighup_applies_a_changed_limit_and_rolls_workers_without_errors() {
 #[test]
 fn crash_loop_backs_off_and_reports_not_ready() {
     let srv = Server::start(
-        "workers = 2\n[pool]\nrestart_intensity = 1\nrestart_period_s = 2\nbackoff_initial_ms = 1500\nbackoff_max_ms = 1500\n",
+        // Back-off long enough that a loaded 2-core machine still sees it.
+        "workers = 2\n[pool]\nrestart_intensity = 1\nrestart_period_s = 5\nbackoff_initial_ms = 4000\nbackoff_max_ms = 4000\n",
     );
     let full = |srv: &Server| {
         srv.wait_ready_where(Duration::from_secs(2), |v| {
