@@ -2,9 +2,8 @@
 //! process with SIGSYS, /proc shows the filter, no_new_privs, the limits and
 //! the dropped privileges, and the rlimits end runaway memory and CPU.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use omni_worker::{classify_exit, SandboxConfig, WorkerExit};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;

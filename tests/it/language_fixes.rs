@@ -2,8 +2,7 @@
 //! byte-order mark, dimensions through `+`/`-`, warnings keyed by cause (and
 //! unchanged by `omni fmt`), and the messages a beginner meets.
 
-mod common;
-use common::*;
+use crate::common::*;
 use omni::{compile, CheckOptions, Context, ContextLimits};
 
 fn codes(src: &str) -> Vec<&'static str> {

@@ -11,9 +11,8 @@
 //! to `target/playground.png` (the example after the fix) and
 //! `target/playground-error.png` (the error marked on its line).
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};

@@ -3,9 +3,8 @@
 //! SIGKILL mid-request, a policy id that keeps killing workers, and planned
 //! recycling.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 

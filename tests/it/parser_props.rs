@@ -1,9 +1,8 @@
 //! Property tests of the front end: it never panics, never overflows the
 //! stack, and every reported span lies inside the input.
 
-mod common;
 
-use common::shared::shared_dir;
+use crate::common::shared::shared_dir;
 use omni::span::LineIndex;
 use omni::{compile, CheckOptions};
 use proptest::prelude::*;

@@ -1,8 +1,7 @@
 //! Property tests of evaluation: units, Kleene logic, the fail-safe, paths on
 //! random JSON, determinism and termination within the fuel limit.
 
-mod common;
-use common::*;
+use crate::common::*;
 use omni::units::{lookup, Dimension};
 use omni::{compile, evaluate, CheckOptions, Context, ContextLimits, EvalOptions};
 use proptest::prelude::*;

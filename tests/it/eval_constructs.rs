@@ -1,7 +1,6 @@
 //! One test per language construct, against `docs/language.md`.
 
-mod common;
-use common::*;
+use crate::common::*;
 use omni::{EvalLimits, EvalOptions};
 
 #[test]

@@ -2,9 +2,8 @@
 //! gives byte-identical results to in-process evaluation; a second request
 //! for the same policy id is served from the worker's cache.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use omni_worker::protocol::*;
 use omni_worker::SandboxConfig;
 use std::path::PathBuf;

@@ -5,9 +5,8 @@
 //! no quarantine, and connections that never read their answers neither
 //! starve other clients nor stay open past the write timeout.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

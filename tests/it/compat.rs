@@ -3,11 +3,10 @@
 
 //!
 //! Both corpora live in `../shared`; without it these tests skip with a
-//! note (`common::shared`).
+//! note (`crate::common::shared`).
 
-mod common;
 
-use common::shared::shared_dir;
+use crate::common::shared::shared_dir;
 use omni::{compile, evaluate, CheckOptions, Context, ContextLimits, EvalOptions};
 use std::path::{Path, PathBuf};
 

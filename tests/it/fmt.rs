@@ -9,12 +9,11 @@
 //! with `--upgrade`. And every example is already formatted.
 
 // The `omni` binary's diff, to show what is not formatted.
-#[path = "../src/bin/omni/diff.rs"]
+#[path = "../../src/bin/omni/diff.rs"]
 mod diff;
 
-mod common;
 
-use common::shared::shared_dir;
+use crate::common::shared::shared_dir;
 use omni::fmt::{format_policy, same_policy, FmtOptions};
 use omni::{compile, evaluate, CheckOptions, Context, ContextLimits, EvalOptions, Profile};
 use proptest::prelude::*;
@@ -34,7 +33,7 @@ fn omni_files(dir: &str) -> Vec<PathBuf> {
 }
 
 /// The corpus: (name, text, needs the lenient profile). Without `../shared`
-/// it is the examples alone, and `test` says so once (`common::shared`).
+/// it is the examples alone, and `test` says so once (`crate::common::shared`).
 fn corpus(test: &str) -> Vec<(String, String, bool)> {
     let mut out = Vec::new();
     for p in omni_files(EXAMPLES) {

@@ -4,9 +4,8 @@
 //! CPU a pattern takes. Asserts on outcomes and fuel, never on wall time
 //! (the timings are in `docs/security.md#regex-budgets`).
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use omni::{compile, CheckOptions, Code, EvalError, EvalOptions, RegexLimits};
 
 /// A policy of `n` rules `IF matches(Name, "<pattern i>") THEN Land`.

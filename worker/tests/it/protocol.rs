@@ -2,9 +2,8 @@
 //! its protocol-error code, every evaluation error is a reply, and the worker
 //! keeps serving after each.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use omni_worker::protocol::*;
 use omni_worker::{SandboxConfig, WorkerProcess};
 use std::io::Write;

@@ -2,9 +2,8 @@
 //! the Prometheus exposition (promtool) and the OpenAPI document, against
 //! the real `omnid` on 127.0.0.1.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::time::Duration;
