@@ -87,6 +87,8 @@ pub struct Template {
     pub expect_status: Option<u16>,
     /// Bytes a successful answer must contain.
     pub expect_contains: Option<Vec<u8>>,
+    /// Extra request headers (e.g. a tenant's `Authorization`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Template {
@@ -102,6 +104,7 @@ impl Template {
             body,
             expect_status: Some(200),
             expect_contains: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -355,6 +358,14 @@ async fn connection(
         req.headers_mut().insert(HOST, host.clone());
         if let Ok(v) = HeaderValue::from_str(&t.content_type) {
             req.headers_mut().insert(CONTENT_TYPE, v);
+        }
+        for (k, v) in &t.headers {
+            if let (Ok(k), Ok(v)) = (
+                hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                req.headers_mut().insert(k, v);
+            }
         }
         let exchange = async {
             s.ready().await.map_err(|_| "io")?;
