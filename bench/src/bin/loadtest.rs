@@ -1396,7 +1396,7 @@ fn report(raw: &Value) -> String {
                 ));
             }
         }
-        let _ = writeln!(md, "\nM's answers are counted from the server's `rejected` counters during the run (A's requests are all in the `ok` column); 422 `timeout` is a bomb that reached a worker, 422 `policy_quarantined` and 429 `tenant_backoff` are refusals that cost no worker.\n");
+        let _ = writeln!(md, "\nM's answers are counted from the server's `rejected` counters during the run, warm-up included (\"M sent\" is the measured window only; A's requests are all in the `ok` column); 422 `timeout` is a bomb that reached a worker, 422 `policy_quarantined` and 429 `tenant_backoff` are refusals that cost no worker.\n");
     }
 
     // Tunables.
