@@ -66,6 +66,9 @@ error_codes! {
     /// The policy stopped workers repeatedly and is refused for a while.
     PolicyQuarantined = "policy_quarantined",
     RateLimited = "rate_limited",
+    /// The caller's requests killed too many workers recently (its failure
+    /// budget); its requests are refused for a while.
+    TenantBackoff = "tenant_backoff",
     /// The queue is full.
     Overloaded = "overloaded",
     /// No worker is available yet.

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -87,8 +87,8 @@ pub struct Template {
     pub expect_status: Option<u16>,
     /// Bytes a successful answer must contain.
     pub expect_contains: Option<Vec<u8>>,
-    /// Sent as `Authorization: Bearer …` (a tenant's token).
-    pub bearer: Option<String>,
+    /// Extra request headers (e.g. a tenant's `Authorization`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Template {
@@ -104,7 +104,7 @@ impl Template {
             body,
             expect_status: Some(200),
             expect_contains: None,
-            bearer: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -359,9 +359,12 @@ async fn connection(
         if let Ok(v) = HeaderValue::from_str(&t.content_type) {
             req.headers_mut().insert(CONTENT_TYPE, v);
         }
-        if let Some(token) = &t.bearer {
-            if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
-                req.headers_mut().insert(AUTHORIZATION, v);
+        for (k, v) in &t.headers {
+            if let (Ok(k), Ok(v)) = (
+                hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                req.headers_mut().insert(k, v);
             }
         }
         let exchange = async {

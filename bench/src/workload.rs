@@ -164,6 +164,24 @@ pub const SLOW_POLICY: &str = "INTENT: slow @@SEQ@@\nACTOR:\n- Primary: Ops\nCON
 RULE:\n- FOR a IN Xs {\n  - FOR b IN Xs {\n    - FOR c IN Xs {\n      - IF a + b + c < 0 THEN Never\n    }\n  }\n}\n\
 CONSTRAINT:\n- Technical: none\nIMPACT:\n- Benefit: safety\nTRACE:\n- Evidence: example\n";
 
+/// The noisy neighbour's request: the slow policy with `timeoutMs`
+/// `deadline_ms`, killed at its deadline, and a comment line that changes
+/// with every request (the counter replaces [`MARKER`]), so each request is
+/// a new policy text, the same policy in substance.
+pub fn reformatted_deadline_bomb(deadline_ms: u64) -> Body {
+    let code = SLOW_POLICY.replacen(MARKER, "noisy", 1).replacen(
+        "RULE:\n",
+        &format!("RULE:\n# take {MARKER}\n"),
+        1,
+    );
+    let body = validate_body(
+        &code,
+        Some(&xs(100)),
+        Some(&format!("{{\"timeoutMs\":{deadline_ms}}}")),
+    );
+    Body::unique(&body, MARKER)
+}
+
 fn xs(n: usize) -> String {
     let v: Vec<usize> = (0..n).collect();
     format!("{{\"Xs\":{}}}", serde_json::to_string(&v).expect("list"))
@@ -180,7 +198,7 @@ fn hostile(name: &str, weight: u32, content_type: &str, body: Body) -> Template 
         body,
         expect_status: None,
         expect_contains: None,
-        bearer: None,
+        headers: Vec::new(),
     }
 }
 

@@ -194,6 +194,8 @@ pub enum ApiError {
     PolicyQuarantined(u64),
     #[error("too many requests; retry after {}", crate::limits::seconds(.0))]
     RateLimited(u64),
+    #[error("your requests stopped too many workers recently; retry after {0} seconds")]
+    TenantBackoff(u64),
     #[error("the evaluation stopped unexpectedly")]
     WorkerCrashed,
     #[error("an internal error occurred")]
@@ -226,7 +228,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         Timeout | BudgetExceeded | MemoryLimit | ValueTooLarge | PolicyQuarantined => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        RateLimited | TenantBackoff => StatusCode::TOO_MANY_REQUESTS,
         WorkerCrashed | Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Overloaded | NotReady | Draining => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -254,6 +256,7 @@ impl ApiError {
             Engine { code, .. } => *code,
             PolicyQuarantined(_) => ErrorCode::PolicyQuarantined,
             RateLimited(_) => ErrorCode::RateLimited,
+            TenantBackoff(_) => ErrorCode::TenantBackoff,
             WorkerCrashed => ErrorCode::WorkerCrashed,
             Internal => ErrorCode::Internal,
             Overloaded => ErrorCode::Overloaded,
@@ -269,7 +272,7 @@ impl ApiError {
         match self {
             ApiError::RateLimited(s) => Some(*s),
             ApiError::Overloaded | ApiError::NotReady | ApiError::Draining => Some(1),
-            ApiError::PolicyQuarantined(s) => Some((*s).max(1)),
+            ApiError::PolicyQuarantined(s) | ApiError::TenantBackoff(s) => Some((*s).max(1)),
             _ => None,
         }
     }
@@ -320,6 +323,7 @@ impl ApiError {
             JobResult::Failed(f) => Some(ApiError::from_failure(f)),
             JobResult::Killed(reason) => Some(ApiError::from_restart(*reason, deadline)),
             JobResult::Quarantined(left) => Some(ApiError::PolicyQuarantined(left.as_secs())),
+            JobResult::TenantBackoff(left) => Some(ApiError::TenantBackoff(left.as_secs())),
             JobResult::Expired => Some(ApiError::Overloaded),
             JobResult::Unavailable => Some(ApiError::NotReady),
         }
@@ -534,6 +538,12 @@ mod tests {
             assert!(!e.code().as_str().is_empty());
         }
         assert_eq!(ApiError::RateLimited(3).retry_after(), Some(3));
+        let e = ApiError::TenantBackoff(7);
+        assert_eq!(
+            (e.status().as_u16(), e.code()),
+            (429, ErrorCode::TenantBackoff)
+        );
+        assert_eq!(e.retry_after(), Some(7));
     }
 
     /// Every code of the one enum is in the errors table of `docs/api.md`

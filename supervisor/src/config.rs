@@ -149,6 +149,14 @@ pub struct PoolSection {
     pub quarantine_threshold: u32,
     pub quarantine_window_s: u64,
     pub quarantine_cooldown_s: u64,
+    /// Worker deaths a tenant's (or an anonymous client's) requests may
+    /// cause within `tenant_failure_window_s`; at the budget, its requests
+    /// are refused (`tenant_backoff`) for `tenant_backoff_s`.
+    pub tenant_failure_budget: u32,
+    pub tenant_failure_window_s: u64,
+    pub tenant_backoff_s: u64,
+    /// Jobs one tenant (or anonymous client) may have waiting in the queue.
+    pub tenant_queue: usize,
     /// Recycling happens after `max_requests` minus up to this percentage.
     pub recycle_jitter_percent: u64,
     /// Requests in flight on one worker when no worker is idle: the next
@@ -333,6 +341,10 @@ impl Default for PoolSection {
             quarantine_threshold: 3,
             quarantine_window_s: 60,
             quarantine_cooldown_s: 300,
+            tenant_failure_budget: 5,
+            tenant_failure_window_s: 60,
+            tenant_backoff_s: 60,
+            tenant_queue: 256,
             recycle_jitter_percent: 10,
             pipeline_depth: 2,
             pipeline_behind_us: 2_000,
@@ -699,6 +711,16 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         c.pool.quarantine_threshold as u64,
     )?;
     positive("pool.quarantine_window_s", c.pool.quarantine_window_s)?;
+    positive(
+        "pool.tenant_failure_budget",
+        c.pool.tenant_failure_budget as u64,
+    )?;
+    positive(
+        "pool.tenant_failure_window_s",
+        c.pool.tenant_failure_window_s,
+    )?;
+    positive("pool.tenant_backoff_s", c.pool.tenant_backoff_s)?;
+    positive("pool.tenant_queue", c.pool.tenant_queue as u64)?;
     if c.pool.recycle_jitter_percent > 50 {
         return Err(invalid("pool.recycle_jitter_percent", "must be at most 50"));
     }

@@ -94,7 +94,7 @@ pub fn document() -> Value {
         "413": status_response("Over a size limit", 413),
         "415": status_response("The body is not JSON", 415),
         "422": status_response("The evaluation hit a limit", 422),
-        "429": status_response("Over the caller's rate", 429),
+        "429": status_response("Over the caller's rate, or over its failure budget (`tenant_backoff`)", 429),
         "500": status_response("The worker crashed or an internal error occurred", 500),
         "503": status_response("Queue full, no workers, or shutting down", 503),
         "default": error_response("Unexpected error", &["not_found", "method_not_allowed", "internal"], false),

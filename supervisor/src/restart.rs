@@ -2,8 +2,10 @@
 //! the [`RestartReason`] a metric and a log line name (the worker's own exit
 //! classification, `omni_worker::process`, plus what only the supervisor
 //! knows: its deadline killed the worker, or it recycled it), the OTP-style
-//! restart intensity with exponential back-off, the failed-start limit, and
-//! the quarantine of policy ids that keep killing workers.
+//! restart intensity with exponential back-off (for deaths no request
+//! caused), the failed-start limit, the quarantine of policies that keep
+//! killing workers (per owner, by canonical form), and each owner's budget
+//! of worker deaths its requests may cause.
 
 use omni_worker::process::{Reaped, WorkerExit};
 use std::collections::{HashMap, VecDeque};
@@ -138,49 +140,112 @@ impl Intensity {
     }
 }
 
-/// Policy ids that killed workers, and those refused for a cool-down.
+/// The canonical form of a policy (`super::pool` computes it): a hash
+/// that ignores whitespace, comments and letter case outside strings.
+pub type Canon = [u8; 16];
+
+/// One owner's quarantine records: kills per canonical form, and the forms
+/// refused for a cool-down.
+#[derive(Debug, Default)]
+struct OwnerRecords {
+    kills: HashMap<Canon, Window>,
+    until: HashMap<Canon, Instant>,
+}
+
+impl OwnerRecords {
+    fn prune(&mut self, now: Instant, window: Duration) {
+        self.kills.retain(|_, w| w.count(now, window) > 0);
+        self.until.retain(|_, t| *t > now);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.kills.is_empty() && self.until.is_empty()
+    }
+}
+
+/// Policies that killed workers, by owner (tenant or client address) and
+/// canonical form, and those refused for a cool-down. Keyed per owner so one
+/// tenant's kills never refuse another tenant's policy; keyed on the
+/// canonical form so a reformatted copy of a policy is the same policy.
 #[derive(Debug, Default)]
 pub struct Quarantine {
-    kills: HashMap<String, Window>,
-    until: HashMap<String, Instant>,
+    owners: HashMap<String, OwnerRecords>,
+    /// Records held, over all owners (bounds memory).
+    records: usize,
 }
 
 impl Quarantine {
-    /// Records that `policy_id` killed a worker. Returns true when this puts
-    /// it in quarantine.
+    /// Records that `owner`'s policy `canon` killed a worker. Returns true
+    /// when this puts it in quarantine.
     pub fn record_kill(
         &mut self,
-        policy_id: &str,
+        owner: &str,
+        canon: Canon,
         now: Instant,
         threshold: u32,
         window: Duration,
         cooldown: Duration,
     ) -> bool {
-        // Bound memory: forget old entries when many ids have killed workers.
-        if self.kills.len() > 10_000 {
-            self.kills.retain(|_, w| w.count(now, window) > 0);
-            self.until.retain(|_, t| *t > now);
+        // Bound memory: forget old entries when many policies have killed
+        // workers.
+        if self.records > 10_000 {
+            self.prune(now, window);
         }
-        let n = self
-            .kills
-            .entry(policy_id.to_string())
-            .or_default()
-            .record(now, window);
+        let o = self.owners.entry(owner.to_string()).or_default();
+        let w = o.kills.entry(canon).or_insert_with(|| {
+            self.records += 1;
+            Window::default()
+        });
+        let n = w.record(now, window);
         if n >= threshold as usize {
-            self.kills.remove(policy_id);
-            self.until.insert(policy_id.to_string(), now + cooldown);
+            o.kills.remove(&canon);
+            if o.until.insert(canon, now + cooldown).is_some() {
+                self.records = self.records.saturating_sub(1);
+            }
             true
         } else {
             false
         }
     }
 
-    /// Whether `policy_id` is refused now; how long it stays refused.
-    pub fn check(&mut self, policy_id: &str, now: Instant) -> Option<Duration> {
-        match self.until.get(policy_id) {
+    fn prune(&mut self, now: Instant, window: Duration) {
+        for o in self.owners.values_mut() {
+            o.prune(now, window);
+        }
+        self.owners.retain(|_, o| !o.is_empty());
+        self.records = self
+            .owners
+            .values()
+            .map(|o| o.kills.len() + o.until.len())
+            .sum();
+    }
+
+    /// Whether `owner` has any live record (a kill within `window`, or a
+    /// policy in its cool-down): only then is the canonical form of its
+    /// policies worth computing. Forgets the owner's stale records.
+    pub fn has_records(&mut self, owner: &str, now: Instant, window: Duration) -> bool {
+        let Some(o) = self.owners.get_mut(owner) else {
+            return false;
+        };
+        let before = o.kills.len() + o.until.len();
+        o.prune(now, window);
+        let after = o.kills.len() + o.until.len();
+        self.records = self.records.saturating_sub(before - after);
+        if after == 0 {
+            self.owners.remove(owner);
+        }
+        after > 0
+    }
+
+    /// Whether `owner`'s policy `canon` is refused now; how long it stays
+    /// refused.
+    pub fn check(&mut self, owner: &str, canon: &Canon, now: Instant) -> Option<Duration> {
+        let o = self.owners.get_mut(owner)?;
+        match o.until.get(canon) {
             Some(&t) if t > now => Some(t - now),
             Some(_) => {
-                self.until.remove(policy_id);
+                o.until.remove(canon);
+                self.records = self.records.saturating_sub(1);
                 None
             }
             None => None,
@@ -188,7 +253,75 @@ impl Quarantine {
     }
 
     pub fn active(&self, now: Instant) -> usize {
-        self.until.values().filter(|t| **t > now).count()
+        self.owners
+            .values()
+            .map(|o| o.until.values().filter(|t| **t > now).count())
+            .sum()
+    }
+}
+
+/// Worker deaths charged to each owner (a tenant, or an anonymous client's
+/// address): an owner whose requests killed `budget` workers within the
+/// window is refused (`tenant_backoff`) for the back-off, for its own
+/// requests only.
+#[derive(Debug, Default)]
+pub struct TenantBudget {
+    owners: HashMap<String, Charges>,
+}
+
+#[derive(Debug, Default)]
+struct Charges {
+    deaths: Window,
+    until: Option<Instant>,
+}
+
+impl TenantBudget {
+    /// Charges `owner` with a worker death. Returns true when this puts it
+    /// in back-off.
+    pub fn charge(
+        &mut self,
+        owner: &str,
+        now: Instant,
+        budget: u32,
+        window: Duration,
+        backoff: Duration,
+    ) -> bool {
+        if self.owners.len() > 10_000 {
+            self.owners
+                .retain(|_, c| c.deaths.count(now, window) > 0 || c.until.is_some_and(|t| t > now));
+        }
+        let c = self.owners.entry(owner.to_string()).or_default();
+        let n = c.deaths.record(now, window);
+        if n >= budget as usize {
+            // A fresh budget after the back-off.
+            c.deaths = Window::default();
+            c.until = Some(now + backoff);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether `owner` is backing off now; for how long.
+    pub fn check(&mut self, owner: &str, now: Instant) -> Option<Duration> {
+        let c = self.owners.get_mut(owner)?;
+        match c.until {
+            Some(t) if t > now => Some(t - now),
+            Some(_) => {
+                c.until = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Owners backing off now.
+    #[cfg(test)]
+    pub fn active(&self, now: Instant) -> usize {
+        self.owners
+            .values()
+            .filter(|c| c.until.is_some_and(|t| t > now))
+            .count()
     }
 }
 
@@ -253,11 +386,38 @@ mod tests {
         let t0 = Instant::now();
         let w = Duration::from_secs(60);
         let c = Duration::from_secs(30);
-        assert!(!q.record_kill("p", t0, 2, w, c));
-        assert!(q.check("p", t0).is_none());
-        assert!(q.record_kill("p", t0, 2, w, c));
-        assert!(q.check("p", t0).is_some());
+        let p = [1u8; 16];
+        assert!(!q.has_records("t", t0, w));
+        assert!(!q.record_kill("t", p, t0, 2, w, c));
+        assert!(q.has_records("t", t0, w));
+        assert!(!q.has_records("t", t0 + Duration::from_secs(61), w));
+        assert!(!q.record_kill("t", p, t0, 2, w, c));
+        assert!(q.check("t", &p, t0).is_none());
+        assert!(q.record_kill("t", p, t0, 2, w, c));
+        assert!(q.check("t", &p, t0).is_some());
+        // Another owner's same policy is not refused.
+        assert!(q.check("u", &p, t0).is_none());
+        assert!(!q.has_records("u", t0, w));
         assert_eq!(q.active(t0), 1);
-        assert!(q.check("p", t0 + Duration::from_secs(31)).is_none());
+        assert!(q.check("t", &p, t0 + Duration::from_secs(31)).is_none());
+    }
+
+    #[test]
+    fn tenant_budget_backs_off_its_owner_only() {
+        let mut b = TenantBudget::default();
+        let t0 = Instant::now();
+        let w = Duration::from_secs(60);
+        let back = Duration::from_secs(30);
+        assert!(!b.charge("m", t0, 3, w, back));
+        assert!(!b.charge("m", t0, 3, w, back));
+        assert!(b.check("m", t0).is_none());
+        assert!(b.charge("m", t0, 3, w, back));
+        assert_eq!(b.check("m", t0), Some(back));
+        assert!(b.check("a", t0).is_none());
+        assert_eq!(b.active(t0), 1);
+        let later = t0 + Duration::from_secs(31);
+        assert!(b.check("m", later).is_none());
+        // A fresh budget after the back-off.
+        assert!(!b.charge("m", later, 3, w, back));
     }
 }

@@ -1,7 +1,8 @@
 //! `POST /api/validate`, one way through: admit (draining → auth → rate
 //! limit → media type → size limits → in-flight cap) → body under its limit
 //! → build the work (strict parse → per-field limits → options) → submit to
-//! the pool (quarantine → capacity → queue → worker) → respond. The context is never parsed here: it travels to the worker as
+//! the pool (owner's back-off → quarantine → capacity → the owner's queue →
+//! worker) → respond. The context is never parsed here: it travels to the worker as
 //! raw bytes, where the sandbox is.
 
 use crate::api::{validate_body, ApiError, TimingsJson, ValidateRequest};
@@ -70,6 +71,10 @@ pub async fn handle(
 struct Admitted {
     settings: Arc<Settings>,
     tenant: Option<String>,
+    /// Who the request is charged to: `t:TENANT`, or `a:ADDRESS` for an
+    /// anonymous client (the rate limit, the fair share, the failure
+    /// budget and quarantine all key on it).
+    owner: String,
     eff: Effective,
     _slot: InflightGuard,
 }
@@ -84,7 +89,8 @@ fn admit(app: &App, req: &ValidateInput, log: &mut ValidateLog) -> Result<Admitt
     let cfg = &settings.config;
     let tenant = authenticate(&settings, &req.headers, log)?;
     let eff = settings.effective(tenant.as_deref());
-    rate_limit(app, &settings, &eff, tenant.as_deref(), req)?;
+    let owner = owner_key(&settings, tenant.as_deref(), req);
+    rate_limit(app, &settings, &eff, &owner)?;
     if !is_json(&req.headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -106,6 +112,7 @@ fn admit(app: &App, req: &ValidateInput, log: &mut ValidateLog) -> Result<Admitt
     Ok(Admitted {
         settings,
         tenant,
+        owner,
         eff,
         _slot: slot,
     })
@@ -139,19 +146,10 @@ fn authenticate(
     Ok(tenant)
 }
 
-/// Rate: per tenant when authenticated, else per client address.
-fn rate_limit(
-    app: &App,
-    settings: &Settings,
-    eff: &Effective,
-    tenant: Option<&str>,
-    req: &ValidateInput,
-) -> Result<(), ApiError> {
-    let cfg = &settings.config;
-    if !cfg.rate_limit.enabled {
-        return Ok(());
-    }
-    let key = match tenant {
+/// Who a request is charged to: its tenant when authenticated, else its
+/// client address (behind a trusted proxy, the address the proxy names).
+fn owner_key(settings: &Settings, tenant: Option<&str>, req: &ValidateInput) -> String {
+    match tenant {
         Some(t) => format!("t:{t}"),
         None => {
             let xff = req
@@ -160,10 +158,23 @@ fn rate_limit(
                 .and_then(|v| v.to_str().ok());
             format!("a:{}", client_ip(req.peer, xff, &settings.trusted_proxies))
         }
-    };
+    }
+}
+
+/// Rate: per owner (tenant when authenticated, else client address).
+fn rate_limit(
+    app: &App,
+    settings: &Settings,
+    eff: &Effective,
+    owner: &str,
+) -> Result<(), ApiError> {
+    let cfg = &settings.config;
+    if !cfg.rate_limit.enabled {
+        return Ok(());
+    }
     if let Err(wait) = app
         .limiter
-        .check(&key, eff.rate, eff.burst, cfg.rate_limit.max_clients)
+        .check(owner, eff.rate, eff.burst, cfg.rate_limit.max_clients)
     {
         app.metrics.rate_limited();
         return Err(ApiError::RateLimited(retry_after_secs(wait)));
@@ -182,6 +193,7 @@ fn build_work(
     let Admitted {
         settings,
         tenant,
+        owner,
         eff,
         ..
     } = admitted;
@@ -207,16 +219,12 @@ fn build_work(
     let strict = opts.strict.unwrap_or(settings.config.limits.strict);
     let options = request_options(settings, eff, strict, opts.trace.unwrap_or(false));
     let policy_id = omni::policy::policy_id(parsed.code.as_bytes());
-    let quarantine_key = match tenant {
-        Some(t) => format!("{policy_id}@{t}"),
-        None => policy_id.clone(),
-    };
     let cache_key = cache_key(&policy_id, tenant.as_deref(), &options);
     Ok(Work {
         request_id: request_id.to_string(),
         tenant: tenant.clone(),
+        owner: owner.clone(),
         policy_id,
-        quarantine_key,
         cache_key,
         text: parsed.code,
         context,
@@ -240,6 +248,7 @@ fn parse_now(s: &str) -> Result<i64, ApiError> {
 fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::Quarantined(left) => ApiError::PolicyQuarantined(left.as_secs().max(1)),
+        SubmitError::TenantBackoff(left) => ApiError::TenantBackoff(left.as_secs().max(1)),
         SubmitError::NotReady => ApiError::NotReady,
         SubmitError::Full | SubmitError::TimedOut => ApiError::Overloaded,
         SubmitError::Stopped => ApiError::Draining,

@@ -5,7 +5,6 @@
 //! Both corpora live in `../shared`; without it these tests skip with a
 //! note (`crate::common::shared`).
 
-
 use crate::common::shared::shared_dir;
 use omni::{compile, evaluate, CheckOptions, Context, ContextLimits, EvalOptions};
 use std::path::{Path, PathBuf};

@@ -12,7 +12,6 @@
 #[path = "../../src/bin/omni/diff.rs"]
 mod diff;
 
-
 use crate::common::shared::shared_dir;
 use omni::fmt::{format_policy, same_policy, FmtOptions};
 use omni::{compile, evaluate, CheckOptions, Context, ContextLimits, EvalOptions, Profile};

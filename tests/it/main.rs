@@ -2,8 +2,8 @@
 //! instead of one per file, which matters on a 2-core CI). Each module is
 //! one area; shared helpers are in `common`.
 
-mod common;
 mod cli;
+mod common;
 mod compat;
 mod deep_inputs;
 mod diagnostics;

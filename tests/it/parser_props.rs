@@ -1,7 +1,6 @@
 //! Property tests of the front end: it never panics, never overflows the
 //! stack, and every reported span lies inside the input.
 
-
 use crate::common::shared::shared_dir;
 use omni::span::LineIndex;
 use omni::{compile, CheckOptions};

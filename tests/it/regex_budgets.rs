@@ -4,7 +4,6 @@
 //! CPU a pattern takes. Asserts on outcomes and fuel, never on wall time
 //! (the timings are in `docs/security.md#regex-budgets`).
 
-
 use crate::common::*;
 use omni::{compile, CheckOptions, Code, EvalError, EvalOptions, RegexLimits};
 

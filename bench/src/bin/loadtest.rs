@@ -13,7 +13,8 @@
 //! Groups: `floor` (with the ceiling), `omnid` (closed loop at 1/8/64 connections and the
 //! open-loop run at half the maximum), `sizes`, `cache`, `hostile`,
 //! `tenancy` (shared vs dedicated workers with 1, 10 and 100 tenants),
-//! `tunables`. Server CPU per request is measured from the process tree's
+//! `noisy` (two tenants, one killing workers with reformatted copies of a
+//! policy), `tunables`. Server CPU per request is measured from the process tree's
 //! CPU time (`/proc`), which a busy machine disturbs far less than
 //! throughput.
 
@@ -73,7 +74,7 @@ fn opts() -> Opts {
                     .expect("--threads N")
             }
             "-h" | "--help" => {
-                println!("loadtest [--out DIR] [--quick] [--only floor,omnid,sizes,cache,hostile,tenancy,tunables] [--hostile-rate N] [--threads N]");
+                println!("loadtest [--out DIR] [--quick] [--only floor,omnid,sizes,cache,hostile,tenancy,noisy,tunables] [--hostile-rate N] [--threads N]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other}"),
@@ -139,6 +140,17 @@ impl Run {
     }
 
     fn start_omnid(&self, tag: &str, env: &[(&str, &str)]) -> Server {
+        self.start_omnid_as(tag, env, None)
+    }
+
+    /// [`Run::start_omnid`], checking readiness with `authorization` (the
+    /// header's value) when auth is on.
+    fn start_omnid_as(
+        &self,
+        tag: &str,
+        env: &[(&str, &str)],
+        authorization: Option<&str>,
+    ) -> Server {
         // The address is chosen here: with a log level above `info` omnid
         // does not log it.
         let addr = procs::free_local_addr();
@@ -163,9 +175,18 @@ impl Run {
             .iter()
             .any(|(k, v)| *k == "OMNID_AUTH_ENABLED" && *v == "true");
         let body = workload::standard_body();
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default();
         for _ in 0..50 {
-            if procs::http(s.addr, "POST", workload::VALIDATE, Some(body.as_bytes()))
-                .is_some_and(|(st, _)| st == 200 || (auth && st == 401))
+            if procs::http_with(
+                s.addr,
+                "POST",
+                workload::VALIDATE,
+                Some(body.as_bytes()),
+                &headers,
+            )
+            .is_some_and(|(st, _)| st == 200 || (auth && st == 401))
             {
                 return s;
             }
@@ -288,6 +309,154 @@ fn delta(b: &Value, a: &Value) -> Value {
         "cacheMisses": n(a, &["cache", "misses"]) - n(b, &["cache", "misses"]),
         "quarantinedPolicies": a["quarantinedPolicies"].clone(),
     })
+}
+
+/// Tenant A's steady rate in the noisy-neighbour runs, and tenant M's rates.
+const NOISY_A_RATE: f64 = 100.0;
+const NOISY_M_RATES: [f64; 2] = [10.0, 50.0];
+/// M's deadline (`timeoutMs`): the worker is killed at it.
+const NOISY_M_DEADLINE_MS: u64 = 5;
+const ALICE_TOKEN: &str = "bench-alice-token";
+const MALLORY_TOKEN: &str = "bench-mallory-token";
+
+/// A tokens file for tenants `alice` (A) and `mallory` (M), hashed by omnid.
+fn tokens_file(tmp: &Path) -> PathBuf {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut text = String::new();
+    for (tenant, token) in [("alice", ALICE_TOKEN), ("mallory", MALLORY_TOKEN)] {
+        let mut child = Command::new(sibling("omnid"))
+            .args(["--hash-token", tenant])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("omnid --hash-token");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{token}\n").as_bytes())
+            .expect("write the token");
+        let out = child.wait_with_output().expect("omnid --hash-token");
+        assert!(out.status.success(), "omnid --hash-token failed");
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    let path = tmp.join("tokens");
+    std::fs::write(&path, text).expect("tokens file");
+    path
+}
+
+fn with_token(mut t: Template, token: &str) -> Template {
+    t.headers
+        .push(("Authorization".into(), format!("Bearer {token}")));
+    t
+}
+
+/// The noisy neighbour: tenant A sends the standard workload at a steady
+/// rate, alone (the baseline) and while tenant M sends, at 10 and at 50
+/// req/s, deadline bombs that differ from each other only by a comment line.
+/// Each run on a fresh omnid with auth on.
+fn noisy_neighbour(run: &mut Run) {
+    let tokens = tokens_file(&run.tmp);
+    let tokens = tokens.to_string_lossy().into_owned();
+    let env = [
+        ("OMNID_AUTH_ENABLED", "true"),
+        ("OMNID_AUTH_TOKENS_FILE", tokens.as_str()),
+    ];
+    let alice_auth = format!("Bearer {ALICE_TOKEN}");
+    let t = run.time(2.0, 60.0);
+    let alice = || with_token(standard(), ALICE_TOKEN);
+    let srv = run.start_omnid_as("noisy_baseline", &env, Some(&alice_auth));
+    run.scenario(
+        "noisy",
+        "noisy_baseline",
+        "tenant A alone: standard workload, open loop, 8 connections",
+        &srv,
+        vec![alice()],
+        8,
+        Mode::Open { rate: NOISY_A_RATE },
+        t,
+        json!({ "rate_a": NOISY_A_RATE }),
+    );
+    srv.stop(Duration::from_secs(5));
+    for m_rate in NOISY_M_RATES {
+        let tag = format!("noisy_m{m_rate:.0}");
+        let srv = run.start_omnid_as(&tag, &env, Some(&alice_auth));
+        let addr = srv.addr;
+        let mut bomb = workload::benign(
+            "mallory_reformatted_deadline_bomb",
+            workload::reformatted_deadline_bomb(NOISY_M_DEADLINE_MS),
+        );
+        bomb.benign = false;
+        bomb.expect_status = None;
+        bomb.expect_contains = None;
+        let bomb = with_token(bomb, MALLORY_TOKEN);
+        let before = procs::metrics(addr);
+        // Readiness throughout: whether the pool went into global back-off.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let poll = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeMap::<String, u64>::new();
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    let status = procs::http(addr, "GET", "/api/readiness", None)
+                        .and_then(|(_, b)| serde_json::from_slice::<Value>(&b).ok())
+                        .and_then(|v| v["status"].as_str().map(str::to_string))
+                        .unwrap_or_else(|| "no answer".into());
+                    *seen.entry(status).or_default() += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                seen
+            })
+        };
+        let m_cfg = Config {
+            addr,
+            connections: 8,
+            mode: Mode::Open { rate: m_rate },
+            warmup: Duration::from_secs_f64(t.warmup),
+            duration: Duration::from_secs_f64(t.duration),
+            max_requests: None,
+            timeout: Duration::from_secs(10),
+            templates: vec![bomb],
+            threads: 1,
+        };
+        let m = std::thread::spawn(move || loadgen::run(m_cfg));
+        run.scenario(
+            "noisy",
+            &format!("{tag}_a"),
+            "tenant A: standard workload, open loop, 8 connections, while tenant M sends reformatted deadline bombs",
+            &srv,
+            vec![alice()],
+            8,
+            Mode::Open { rate: NOISY_A_RATE },
+            t,
+            json!({ "rate_a": NOISY_A_RATE, "rate_m": m_rate }),
+        );
+        let m_report = m.join().expect("tenant M's load");
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        let readiness = poll.join().expect("readiness poller");
+        let after = procs::metrics(addr);
+        let metrics_delta = match (&before, &after) {
+            (Some(b), Some(a)) => delta(b, a),
+            _ => Value::Null,
+        };
+        println!(
+            "{:>9} {:<28} M sent {} at {m_rate:.0} req/s; answers {:?}; readiness {readiness:?}",
+            "noisy",
+            format!("{tag}_m"),
+            m_report.all.count,
+            metrics_delta["rejected"],
+        );
+        run.results.push(json!({
+            "group": "noisy",
+            "name": format!("{tag}_m"),
+            "what": format!("tenant M: deadline bombs (timeoutMs {NOISY_M_DEADLINE_MS}) differing by a comment line, open loop"),
+            "extra": { "rate_m": m_rate, "readiness": readiness },
+            "metrics_delta": metrics_delta,
+            "report": m_report,
+        }));
+        srv.stop(Duration::from_secs(5));
+    }
 }
 
 fn standard() -> Template {
@@ -570,12 +739,19 @@ fn main() {
         benign.weight = 90;
         let mut mix = vec![benign];
         mix.extend(workload::hostile_templates(2, 5));
+        // One client address sends both the benign and the hostile
+        // requests, and without auth an address is one tenant: its failure
+        // budget would refuse all of them after a few deadline bombs. The
+        // budget is raised so these runs measure the pool; the `noisy`
+        // group shows the budget between two tenants.
+        let budget = ("OMNID_POOL_TENANT_FAILURE_BUDGET", "1000000");
         for (tag, rate, env) in [
-            ("", rate, vec![]),
+            ("", rate, vec![budget]),
             (
                 "_tuned",
                 500.0,
                 vec![
+                    budget,
                     ("OMNID_WORKERS", "4"),
                     ("OMNID_POOL_RESTART_INTENSITY", "100000"),
                 ],
@@ -636,7 +812,8 @@ fn main() {
                     .map(|i| {
                         let mut t = standard();
                         t.name = format!("tenant_{i}");
-                        t.bearer = Some(format!("bench-token-{i}"));
+                        t.headers =
+                            vec![("Authorization".into(), format!("Bearer bench-token-{i}"))];
                         t
                     })
                     .collect();
@@ -654,6 +831,10 @@ fn main() {
                 srv.stop(Duration::from_secs(5));
             }
         }
+    }
+
+    if run.want("noisy") {
+        noisy_neighbour(&mut run);
     }
 
     if run.want("tunables") {
@@ -754,6 +935,7 @@ fn main() {
                     ("OMNID_WORKER_TIMEOUT_MS", ms),
                     ("OMNID_POOL_RESTART_INTENSITY", "1000000"),
                     ("OMNID_POOL_QUARANTINE_THRESHOLD", "1000000"),
+                    ("OMNID_POOL_TENANT_FAILURE_BUDGET", "1000000"),
                 ],
             );
             run.scenario(
@@ -927,6 +1109,58 @@ fn report(raw: &Value) -> String {
             ),
             base > 0.0 && with <= 2.0 * base,
         ));
+    }
+    if let Some(base) = find(raw, "noisy_baseline") {
+        let base_p99 = f(&base["report"]["all"]["p99_us"]);
+        for m_rate in NOISY_M_RATES {
+            let tag = format!("noisy_m{m_rate:.0}");
+            let (Some(a), Some(m)) = (
+                find(raw, &format!("{tag}_a")),
+                find(raw, &format!("{tag}_m")),
+            ) else {
+                continue;
+            };
+            let ra = &a["report"]["all"];
+            checks.push((
+                format!(
+                    "noisy neighbour at {m_rate:.0} req/s: {} of {} of tenant A's requests succeeded (target 100 %)",
+                    ra["ok"], ra["count"]
+                ),
+                ra["ok"] == ra["count"] && ra["count"].as_u64().unwrap_or(0) > 0,
+            ));
+            let p99 = f(&ra["p99_us"]);
+            checks.push((
+                format!(
+                    "noisy neighbour at {m_rate:.0} req/s: tenant A's p99 {:.2} ms against {:.2} ms alone = {:.2}× (target ≤ 2×)",
+                    p99 / 1000.0,
+                    base_p99 / 1000.0,
+                    if base_p99 > 0.0 { p99 / base_p99 } else { f64::NAN }
+                ),
+                base_p99 > 0.0 && p99 <= 2.0 * base_p99,
+            ));
+            let rej = &m["metrics_delta"]["rejected"];
+            let stopped = rej["tenant_backoff"].as_i64().unwrap_or(0)
+                + rej["policy_quarantined"].as_i64().unwrap_or(0);
+            checks.push((
+                format!(
+                    "noisy neighbour at {m_rate:.0} req/s: tenant M got {} `tenant_backoff` and {} `policy_quarantined` (target: some)",
+                    rej["tenant_backoff"].as_i64().unwrap_or(0),
+                    rej["policy_quarantined"].as_i64().unwrap_or(0)
+                ),
+                stopped > 0,
+            ));
+            let crash = m["extra"]["readiness"]["crash_loop"].as_u64().unwrap_or(0);
+            checks.push((
+                format!(
+                    "noisy neighbour at {m_rate:.0} req/s: readiness said `crash_loop` in {crash} of {} samples (target 0: no global back-off)",
+                    m["extra"]["readiness"]
+                        .as_object()
+                        .map(|o| o.values().filter_map(Value::as_u64).sum::<u64>())
+                        .unwrap_or(0)
+                ),
+                crash == 0,
+            ));
+        }
     }
     for (text, pass) in &checks {
         let _ = writeln!(
@@ -1193,11 +1427,7 @@ fn report(raw: &Value) -> String {
         .map(|v| v.iter().filter(|s| s["group"] == "tenancy").collect())
         .unwrap_or_default();
     if !ten.is_empty() {
-        let _ = writeln!(
-            md,
-            "## Shared vs dedicated workers
-"
-        );
+        let _ = writeln!(md, "## Shared vs dedicated workers\n");
         let _ = writeln!(md, "The standard workload from 1, 10 and 100 tenants in turn (auth on, closed loop, 64 connections), with `pool.tenant_isolation` shared and dedicated; each row is a freshly started omnid. In dedicated mode a switch of tenant on a worker retires it and takes a spare (counted as `recycled` restarts).\n");
         md.push_str(HEAD);
         for s in &ten {
@@ -1206,6 +1436,56 @@ fn report(raw: &Value) -> String {
             md.push_str(&table_row(s, &label));
         }
         md.push('\n');
+    }
+
+    // Noisy neighbour.
+    if let Some(base) = find(raw, "noisy_baseline") {
+        let _ = writeln!(md, "## Noisy neighbour\n");
+        let _ = writeln!(
+            md,
+            "Auth on, two tenants, each run on a freshly started omnid (defaults: quarantine after 3 kills of one policy in 60 s, a failure budget of 5 worker deaths per tenant in 60 s). Tenant A sends the standard workload, open loop at {NOISY_A_RATE:.0} req/s over 8 connections; tenant M sends deadline bombs (three nested loops with `timeoutMs: {NOISY_M_DEADLINE_MS}`: each kills its worker) whose text differs from request to request by a comment line, at 10 and at 50 req/s over 8 connections.\n"
+        );
+        let _ = writeln!(md, "| run | A req/s | A ok/sent | A p50 ms | A p99 ms | A p99.9 ms | A p99 / alone | M sent | M answers by code | worker restarts | readiness samples |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|");
+        let base_p99 = f(&base["report"]["all"]["p99_us"]);
+        let row = |label: &str, a: &Value, m: Option<&Value>| {
+            let r = &a["report"]["all"];
+            let (sent, codes, restarts, readiness) = match m {
+                Some(m) => (
+                    m["report"]["all"]["count"].to_string(),
+                    m["metrics_delta"]["rejected"].to_string(),
+                    m["metrics_delta"]["workerRestarts"].to_string(),
+                    m["extra"]["readiness"].to_string(),
+                ),
+                None => (
+                    "–".into(),
+                    "–".into(),
+                    a["metrics_delta"]["workerRestarts"].to_string(),
+                    "–".into(),
+                ),
+            };
+            format!(
+                "| {label} | {:.0} | {}/{} | {} | {} | {} | {:.2}× | {sent} | `{codes}` | `{restarts}` | `{readiness}` |\n",
+                f(&r["rps"]),
+                r["ok"],
+                r["count"],
+                ms(&r["p50_us"]),
+                ms(&r["p99_us"]),
+                ms(&r["p999_us"]),
+                if base_p99 > 0.0 { f(&r["p99_us"]) / base_p99 } else { f64::NAN },
+            )
+        };
+        md.push_str(&row("A alone", base, None));
+        for m_rate in NOISY_M_RATES {
+            let tag = format!("noisy_m{m_rate:.0}");
+            if let Some(a) = find(raw, &format!("{tag}_a")) {
+                md.push_str(&row(
+                    &format!("A with M at {m_rate:.0} req/s"),
+                    a,
+                    find(raw, &format!("{tag}_m")),
+                ));
+            }
+        }
+        let _ = writeln!(md, "\nM's answers are counted from the server's `rejected` counters during the run, warm-up included (\"M sent\" is the measured window only; A's requests are all in the `ok` column); 422 `timeout` is a bomb that reached a worker, 422 `policy_quarantined` and 429 `tenant_backoff` are refusals that cost no worker.\n");
     }
 
     // Tunables.

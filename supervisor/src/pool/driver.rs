@@ -3,6 +3,7 @@
 //! next one behind a fast policy), waits for each reply up to its deadline,
 //! and replaces the worker when it dies, is killed, or is due for recycling.
 
+use super::fair::FairQueue;
 use super::job::{answer, unavailable, Job, JobReply, JobResult, Work};
 use super::live::{
     idle_ended, is_would_block, peek, read_reply_watching, reap_off_runtime, retire, send_all,
@@ -12,7 +13,7 @@ use super::shared::{PoolShared, SlotState};
 use super::tenancy::{self, tenant_of, Route};
 use crate::config::Config;
 use crate::restart::RestartReason;
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Sender, TryRecvError};
 use omni_worker::process::{Ended, Reaped};
 use omni_worker::protocol::Reply;
 use std::collections::VecDeque;
@@ -97,7 +98,7 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub async fn run(self, first: Live, rx: Receiver<Job>) {
+    pub async fn run(self, first: Live, rx: Arc<FairQueue>) {
         let mut live = Some(first);
         let mut respawn_at = Instant::now();
         // Jobs taken from the queue that never ran (their worker died before
@@ -235,7 +236,7 @@ impl Driver {
     }
 
     /// Waits for a job while the worker is idle, watching the worker too.
-    async fn next_job(&self, rx: &Receiver<Job>, w: &Live, wait: Duration) -> NextJob {
+    async fn next_job(&self, rx: &FairQueue, w: &Live, wait: Duration) -> NextJob {
         let until = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.shared.job_ready.notified();
@@ -431,7 +432,7 @@ impl Driver {
         &self,
         mut w: Live,
         first: Job,
-        rx: &Receiver<Job>,
+        rx: &FairQueue,
         pending: &mut VecDeque<Job>,
         fast: &mut FastPolicies,
     ) -> Result<Live, Duration> {
@@ -540,7 +541,9 @@ impl Driver {
                     fast.record(&done.job.work.cache_key, None, fast_below);
                     answer(done.job, JobResult::Killed(reason), queue_time);
                     self.requeue_unstarted(flight, held, pending);
-                    return Err(self.shared.unplanned_restart(&cfg));
+                    // Charged to the job's owner (`killed`), not to the
+                    // pool's restart intensity: respawn at once.
+                    return Err(Duration::ZERO);
                 }
             }
         }
@@ -674,8 +677,7 @@ impl Driver {
         {
             return Some(JobResult::Expired);
         }
-        let left = self.shared.quarantined(&work.quarantine_key)?;
-        Some(JobResult::Quarantined(left))
+        self.shared.refusal(work).map(JobResult::from)
     }
 
     fn killed(&self, work: &Work, reason: RestartReason, cfg: &Config, ended: Ended, served: u64) {
@@ -690,8 +692,7 @@ impl Driver {
             served,
             "worker restarted"
         );
-        self.shared
-            .record_kill(cfg, &work.quarantine_key, &work.policy_id);
+        self.shared.record_kill(cfg, work);
     }
 }
 

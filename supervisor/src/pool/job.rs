@@ -14,11 +14,13 @@ pub struct Work {
     pub request_id: String,
     /// For logs only.
     pub tenant: Option<String>,
+    /// Who the work is charged to: `t:NAME` for a tenant, `a:ADDRESS` for
+    /// an anonymous client. Its queue in the fair share, its failure
+    /// budget, and the scope of its quarantine records (so one owner's
+    /// quarantine tells nothing about another's policies).
+    pub owner: String,
     /// `sha256:` of the policy text.
     pub policy_id: String,
-    /// What quarantine counts kills by: the policy id, per tenant, so one
-    /// tenant's quarantine tells nothing about another's policies.
-    pub quarantine_key: String,
     /// The key the worker caches the compiled policy under: the policy id,
     /// plus a suffix when the tenant or compile options differ from the
     /// deployment default, so a cache hit never crosses tenants or options.
@@ -90,6 +92,8 @@ pub enum JobResult {
     Killed(RestartReason),
     /// The policy was quarantined while the job waited.
     Quarantined(Duration),
+    /// Its owner went over its failure budget while the job waited.
+    TenantBackoff(Duration),
     /// The job waited in the queue too long, or the pool is stopping.
     Expired,
     /// The job's slot lost its worker and is backing off.
@@ -115,6 +119,9 @@ pub struct Job {
 pub enum SubmitError {
     /// The policy killed workers recently; refused for this long.
     Quarantined(Duration),
+    /// The owner's requests killed too many workers recently; its requests
+    /// are refused for this long.
+    TenantBackoff(Duration),
     /// No worker can take work now or in a moment.
     NotReady,
     /// The queue is full.
@@ -125,6 +132,33 @@ pub enum SubmitError {
     Lost,
     /// No answer within the queue expiry and then some: no driver is alive.
     TimedOut,
+}
+
+/// Why an owner's job is refused before it reaches a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The owner is over its failure budget; for this long.
+    TenantBackoff(Duration),
+    /// The owner's policy (by canonical form) is quarantined; for this long.
+    Quarantined(Duration),
+}
+
+impl From<Refusal> for SubmitError {
+    fn from(r: Refusal) -> SubmitError {
+        match r {
+            Refusal::TenantBackoff(d) => SubmitError::TenantBackoff(d),
+            Refusal::Quarantined(d) => SubmitError::Quarantined(d),
+        }
+    }
+}
+
+impl From<Refusal> for JobResult {
+    fn from(r: Refusal) -> JobResult {
+        match r {
+            Refusal::TenantBackoff(d) => JobResult::TenantBackoff(d),
+            Refusal::Quarantined(d) => JobResult::Quarantined(d),
+        }
+    }
 }
 
 /// Answers a job with `result`.

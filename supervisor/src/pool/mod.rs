@@ -8,20 +8,30 @@
 //!
 //! A request whose evaluation killed its worker is answered with the reason
 //! and never retried on another worker: a poison request must not take the
-//! pool down one worker at a time. Policy ids that keep killing workers are
-//! quarantined. Planned replacements (recycling after `max_requests`, CPU
+//! pool down one worker at a time. Such a death is charged to the request's
+//! owner (its tenant, or an anonymous client's address): a policy that keeps
+//! killing workers is quarantined for that owner (by its canonical form, so
+//! reformatting does not evade it), and an owner whose requests kill too
+//! many workers is refused for a while (`tenant_backoff`); neither counts
+//! towards the pool-wide restart intensity, which only deaths no request
+//! caused feed. Jobs wait in per-owner queues served in turn, so one
+//! owner's flood does not queue ahead of another owner's work. Planned replacements (recycling after `max_requests`, CPU
 //! use, or a configuration roll) start the new worker before retiring the
 //! old one, so capacity never drops for them.
 //!
 //! - [`job`]: what a request hands the pool and how its job ended;
 //! - [`shared`]: the state the HTTP side and the drivers share (slot
 //!   states, restart intensity, quarantine) and the events the pool reports;
+//! - [`fair`]: the per-owner queues, served round-robin;
+//! - [`canon`]: the canonical form quarantine keys a policy on;
 //! - [`driver`]: the task that supervises one slot;
 //! - [`live`]: one live worker and the non-blocking I/O on its socket;
 //! - [`tenancy`]: dedicated workers (one tenant per worker), their spares
 //!   and uids.
 
+mod canon;
 mod driver;
+mod fair;
 mod job;
 mod live;
 mod shared;
@@ -34,8 +44,9 @@ pub use shared::{EventSink, PoolEvent};
 use crate::config::Config;
 use crate::lock::lock;
 use crate::metrics::Metrics;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::Sender;
 use driver::Driver;
+use fair::{FairQueue, QueueRefusal};
 use job::Job;
 use live::retire;
 use omni_worker::process;
@@ -49,8 +60,7 @@ use std::time::{Duration, Instant};
 /// Handle kept by the HTTP side.
 pub struct WorkerPool {
     shared: Arc<PoolShared>,
-    tx: Mutex<Option<Sender<Job>>>,
-    rx: Receiver<Job>,
+    queue: Arc<FairQueue>,
     drivers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     reaper: Mutex<Option<Sender<Child>>>,
     reaper_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -108,7 +118,7 @@ impl WorkerPool {
                 }
             })
             .map_err(|e| PoolError::StartFailed(format!("cannot start a thread: {}", e.kind())))?;
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(config.pool.queue);
+        let queue = Arc::new(FairQueue::new(config.pool.queue, config.pool.tenant_queue));
         let mut drivers = Vec::with_capacity(n);
         for (i, live) in lives.into_iter().enumerate() {
             let driver = Driver {
@@ -116,14 +126,13 @@ impl WorkerPool {
                 shared: shared.clone(),
                 reaper: rtx.clone(),
             };
-            drivers.push(runtime.spawn(driver.run(live, rx.clone())));
+            drivers.push(runtime.spawn(driver.run(live, queue.clone())));
         }
         // Dedicated mode: spares ready before the first tenant switch.
         tenancy::refill_spares(&shared);
         Ok(WorkerPool {
             shared,
-            tx: Mutex::new(Some(tx)),
-            rx,
+            queue,
             drivers: Mutex::new(drivers),
             reaper: Mutex::new(Some(rtx)),
             reaper_thread: Mutex::new(Some(reaper_thread)),
@@ -136,7 +145,7 @@ impl WorkerPool {
     }
 
     pub fn queue_depth(&self) -> usize {
-        self.rx.len()
+        self.queue.len()
     }
 
     /// Counts of slots by state: (idle, busy, starting, down).
@@ -156,11 +165,12 @@ impl WorkerPool {
     }
 
     /// Runs `work` on a worker and waits for the answer. Refused at once
-    /// when its policy is quarantined, when no worker can take it, or when
-    /// the queue is full (never waits for room).
+    /// when its owner is over its failure budget, when its policy is
+    /// quarantined for its owner, when no worker can take it, or when the
+    /// queue or the owner's share of it is full (never waits for room).
     pub async fn submit(&self, work: Work) -> Result<JobReply, SubmitError> {
-        if let Some(left) = self.shared.quarantined(&work.quarantine_key) {
-            return Err(SubmitError::Quarantined(left));
+        if let Some(r) = self.shared.refusal(&work) {
+            return Err(r.into());
         }
         if !self.has_capacity() {
             return Err(SubmitError::NotReady);
@@ -185,17 +195,13 @@ impl WorkerPool {
 
     /// Queues a job without waiting: a full queue is refused at once.
     fn enqueue(&self, job: Job) -> Result<(), SubmitError> {
-        let tx = lock(&self.tx);
-        let Some(tx) = tx.as_ref() else {
-            return Err(SubmitError::Stopped);
-        };
-        match tx.try_send(job) {
+        match self.queue.push(job) {
             Ok(()) => {
                 self.shared.job_ready.notify_one();
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => Err(SubmitError::Full),
-            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Stopped),
+            Err((QueueRefusal::Full, _)) => Err(SubmitError::Full),
+            Err((QueueRefusal::Closed, _)) => Err(SubmitError::Stopped),
         }
     }
 
@@ -222,6 +228,7 @@ impl WorkerPool {
             }
             None => retire(child),
         }
+        self.queue.set_per_owner(config.pool.tenant_queue);
         *crate::lock::write(&self.shared.config) = config;
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
@@ -241,7 +248,7 @@ impl WorkerPool {
     /// retires every worker and waits for them. Called outside the runtime
     /// (it blocks), while the runtime still runs the drivers.
     pub fn shutdown(&self, timeout: Duration) {
-        lock(&self.tx).take();
+        self.queue.close();
         self.shared.stopping.store(true, Ordering::Release);
         self.shared.job_ready.notify_waiters();
         let deadline = Instant::now() + timeout;

@@ -1,13 +1,16 @@
 //! The pool's state shared between the HTTP side and the drivers: the
 //! configuration, each slot's state and worker pid, and the restart
-//! bookkeeping (intensity and back-off, failed starts, quarantine, the
-//! fatal flag), with the events the pool reports about them.
+//! bookkeeping (intensity and back-off, failed starts, quarantine, each
+//! owner's failure budget, the fatal flag), with the events the pool
+//! reports about them.
 
+use super::canon::{canonical_hash, CanonMemo};
+use super::job::{Refusal, Work};
 use super::live::{Live, PoolError};
 use crate::config::Config;
 use crate::lock;
 use crate::metrics::Metrics;
-use crate::restart::{Intensity, Quarantine, Window};
+use crate::restart::{Canon, Intensity, Quarantine, TenantBudget, Window};
 use omni_worker::protocol::SandboxReport;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -46,6 +49,9 @@ impl PoolEvent {
 /// Receives the pool's [`PoolEvent`]s, from any thread.
 pub type EventSink = Box<dyn Fn(&PoolEvent) + Send + Sync>;
 
+/// Canonical hashes remembered by policy id.
+const CANON_MEMO: usize = 4096;
+
 /// State shared between the HTTP side and the drivers.
 pub struct PoolShared {
     pub exe: PathBuf,
@@ -63,6 +69,10 @@ pub struct PoolShared {
     pub intensity: Mutex<Intensity>,
     pub failed_starts: Mutex<Window>,
     pub quarantine: Mutex<Quarantine>,
+    /// Worker deaths charged to each owner, and owners backing off.
+    pub budget: Mutex<TenantBudget>,
+    /// Policy id → canonical hash, so admission computes it once per text.
+    pub canon: Mutex<CanonMemo>,
     pub next_id: AtomicU64,
     pub metrics: Arc<Metrics>,
     /// Set when more than `max_failed_starts` starts failed in the period.
@@ -99,6 +109,8 @@ impl PoolShared {
             intensity: Mutex::new(Intensity::default()),
             failed_starts: Mutex::new(Window::default()),
             quarantine: Mutex::new(Quarantine::default()),
+            budget: Mutex::new(TenantBudget::default()),
+            canon: Mutex::new(CanonMemo::new(CANON_MEMO)),
             next_id: AtomicU64::new(1),
             metrics,
             fatal: Mutex::new(None),
@@ -187,7 +199,11 @@ impl PoolShared {
         }
     }
 
-    /// Records an unplanned restart; returns the back-off before respawning.
+    /// Records an unplanned restart no request caused (a start failure, a
+    /// worker that died while idle); returns the back-off before
+    /// respawning. Deaths a request caused are charged to its owner
+    /// instead ([`PoolShared::record_kill`]), so one tenant cannot put the
+    /// whole pool into back-off.
     pub fn unplanned_restart(&self, cfg: &Config) -> Duration {
         let delay = lock::lock(&self.intensity).record(
             Instant::now(),
@@ -217,30 +233,79 @@ impl PoolShared {
         )
     }
 
-    /// `Some(remaining cool-down)` when the policy id is quarantined.
-    pub fn quarantined(&self, policy_id: &str) -> Option<Duration> {
-        lock::lock(&self.quarantine).check(policy_id, Instant::now())
+    /// Why `work` must not run now: its owner is over its failure budget,
+    /// or its policy (by canonical form) is quarantined for its owner.
+    /// Cheap for an owner without quarantine records: two map lookups; the
+    /// canonical form is computed (once per policy text) only for an owner
+    /// whose policies killed workers recently.
+    pub fn refusal(&self, work: &Work) -> Option<Refusal> {
+        let now = Instant::now();
+        if let Some(left) = lock::lock(&self.budget).check(&work.owner, now) {
+            return Some(Refusal::TenantBackoff(left));
+        }
+        let window = Duration::from_secs(self.config().pool.quarantine_window_s);
+        if !lock::lock(&self.quarantine).has_records(&work.owner, now, window) {
+            return None;
+        }
+        let canon = self.canon_of(work);
+        lock::lock(&self.quarantine)
+            .check(&work.owner, &canon, now)
+            .map(Refusal::Quarantined)
+    }
+
+    /// The canonical hash of `work`'s policy, from the memo or computed
+    /// (outside every lock: it is linear in the text).
+    fn canon_of(&self, work: &Work) -> Canon {
+        if let Some(c) = lock::lock(&self.canon).get(&work.policy_id) {
+            return c;
+        }
+        let c = canonical_hash(&work.text);
+        lock::lock(&self.canon).insert(&work.policy_id, c);
+        c
     }
 
     pub fn quarantined_count(&self) -> usize {
         lock::lock(&self.quarantine).active(Instant::now())
     }
 
-    pub fn record_kill(&self, cfg: &Config, key: &str, policy_id: &str) {
+    /// A worker died on `work` (its deadline, a limit, a crash during the
+    /// job): counts the kill against the policy's canonical form for its
+    /// owner (quarantine) and against the owner's failure budget.
+    pub fn record_kill(&self, cfg: &Config, work: &Work) {
+        let now = Instant::now();
+        let canon = self.canon_of(work);
         let q = lock::lock(&self.quarantine).record_kill(
-            key,
-            Instant::now(),
+            &work.owner,
+            canon,
+            now,
             cfg.pool.quarantine_threshold,
             Duration::from_secs(cfg.pool.quarantine_window_s),
             Duration::from_secs(cfg.pool.quarantine_cooldown_s),
         );
         if q {
             tracing::warn!(
-                policyId = policy_id,
+                policyId = %work.policy_id,
+                owner = %work.owner,
                 cooldown_s = cfg.pool.quarantine_cooldown_s,
-                "policy quarantined: it killed {} workers within {} s",
+                "policy quarantined: it (or a reformatted copy) killed {} workers within {} s",
                 cfg.pool.quarantine_threshold,
                 cfg.pool.quarantine_window_s
+            );
+        }
+        let b = lock::lock(&self.budget).charge(
+            &work.owner,
+            now,
+            cfg.pool.tenant_failure_budget,
+            Duration::from_secs(cfg.pool.tenant_failure_window_s),
+            Duration::from_secs(cfg.pool.tenant_backoff_s),
+        );
+        if b {
+            tracing::warn!(
+                owner = %work.owner,
+                backoff_s = cfg.pool.tenant_backoff_s,
+                "tenant backing off: its requests killed {} workers within {} s",
+                cfg.pool.tenant_failure_budget,
+                cfg.pool.tenant_failure_window_s
             );
         }
     }

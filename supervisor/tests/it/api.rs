@@ -2,7 +2,6 @@
 //! the Prometheus exposition (promtool) and the OpenAPI document, against
 //! the real `omnid` on 127.0.0.1.
 
-
 use crate::common::*;
 use serde_json::{json, Value};
 use std::io::Write;

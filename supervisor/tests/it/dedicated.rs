@@ -9,7 +9,6 @@
 //! context-switch count moved during the request served it (an idle worker
 //! or spare sleeps in `recv` and does not move).
 
-
 use crate::common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -3,7 +3,6 @@
 //! SIGKILL mid-request, a policy id that keeps killing workers, and planned
 //! recycling.
 
-
 use crate::common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -2,7 +2,6 @@
 //! Retry-After), the bounded queue and the in-flight cap (503 overloaded),
 //! bearer-token auth mapped to tenants (401/403) and per-tenant limits.
 
-
 use crate::common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -5,7 +5,6 @@
 //! no quarantine, and connections that never read their answers neither
 //! starve other clients nor stay open past the write timeout.
 
-
 use crate::common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -2,7 +2,6 @@
 //! overrides, the sandbox-off warning, SIGTERM/SIGINT drains, SIGHUP reloads
 //! with a worker roll, and crash-loop back-off with not-ready answers.
 
-
 use crate::common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -2,11 +2,12 @@
 //! instead of one per file, which matters on a 2-core CI). Each module is
 //! one area; shared helpers are in `common`.
 
-mod common;
 mod api;
+mod common;
 mod dedicated;
 mod faults;
 mod guards;
 mod isolation;
 mod lifecycle;
 mod playground;
+mod tenant_budgets;

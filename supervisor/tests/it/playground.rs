@@ -11,7 +11,6 @@
 //! to `target/playground.png` (the example after the fix) and
 //! `target/playground-error.png` (the error marked on its line).
 
-
 use crate::common::*;
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};

@@ -2,7 +2,6 @@
 //! gives byte-identical results to in-process evaluation; a second request
 //! for the same policy id is served from the worker's cache.
 
-
 use crate::common::*;
 use omni_worker::protocol::*;
 use omni_worker::SandboxConfig;

@@ -2,7 +2,6 @@
 //! its protocol-error code, every evaluation error is a reply, and the worker
 //! keeps serving after each.
 
-
 use crate::common::*;
 use omni_worker::protocol::*;
 use omni_worker::{SandboxConfig, WorkerProcess};

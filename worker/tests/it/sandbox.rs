@@ -2,7 +2,6 @@
 //! process with SIGSYS, /proc shows the filter, no_new_privs, the limits and
 //! the dropped privileges, and the rlimits end runaway memory and CPU.
 
-
 use crate::common::*;
 use omni_worker::{classify_exit, SandboxConfig, WorkerExit};
 use std::os::unix::process::ExitStatusExt;
