@@ -285,7 +285,7 @@ pub fn fit(v: &Value, t: &DeclType) -> Fit {
         (DeclType::Number, Value::Num(_)) => true,
         (DeclType::Text, Value::Str(_)) => true,
         (DeclType::Bool, Value::Bool(_)) => true,
-        // Sensor flags: 1 and 0 are true and false (LANGUAGE.md §4).
+        // Sensor flags: 1 and 0 are true and false (`docs/language.md#unknown-values-and-three-valued-logic`).
         (DeclType::Bool, Value::Num(n)) => *n == 0.0 || *n == 1.0,
         (DeclType::Timestamp, Value::Time(_)) => true,
         (DeclType::Timestamp, Value::Str(s)) => crate::timefmt::parse_rfc3339(s).is_some(),

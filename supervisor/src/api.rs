@@ -1,4 +1,4 @@
-//! The HTTP API's types (SERVICE.md §2): the strict request schema, the
+//! The HTTP API's types (`docs/api.md#endpoints`): the strict request schema, the
 //! response shapes, and [`ApiError`] — the one place where every failure is
 //! mapped to a status, an error code and a user-facing message. Messages
 //! never carry paths, pids, Rust type names or panic text.

@@ -1,4 +1,4 @@
-//! The service configuration (SERVICE.md §4): one TOML file with
+//! The service configuration (`docs/operations.md#configure`): one TOML file with
 //! `version = 1`, a default for every key, `OMNID_*` environment overrides
 //! and strict validation. Unknown keys are errors, and every error names the
 //! key (or the environment variable) it is about.
@@ -191,7 +191,7 @@ pub struct LimitsSection {
     pub max_context_bytes: usize,
     pub max_context_depth: usize,
     pub max_context_items: usize,
-    /// LANGUAGE.md §8 evaluation limits.
+    /// `docs/language.md#the-decision` evaluation limits.
     pub fuel: u64,
     pub max_loop_iterations: u64,
     pub max_string_bytes: usize,

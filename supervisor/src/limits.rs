@@ -1,4 +1,4 @@
-//! Admission guard rails of SERVICE.md §3 that run before any work: token
+//! Admission guard rails of `docs/api.md#limits-tenants-auth` that run before any work: token
 //! buckets per client or tenant, the in-flight cap (global and per tenant),
 //! and who the client is when a trusted proxy sits in front.
 

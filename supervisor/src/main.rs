@@ -1,4 +1,4 @@
-//! `omnid`: the Omni evaluation service (SERVICE.md).
+//! `omnid`: the Omni evaluation service (`docs/api.md`).
 //!
 //! One binary, two roles. Started with `--worker-config` it is a worker:
 //! it confines itself and evaluates requests on fd 3, with no runtime and no

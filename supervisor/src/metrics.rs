@@ -1,4 +1,4 @@
-//! Counters and histograms of SERVICE.md §5, kept once and rendered twice:
+//! Counters and histograms of `docs/api.md#observability`, kept once and rendered twice:
 //! Prometheus/OpenMetrics text (`/api/metrics-prom`, `/metrics`) from a
 //! `prometheus-client` registry, and JSON (`/api/metrics`) from mirrors that
 //! are updated by the same calls, so the two cannot disagree. Labels have

@@ -282,7 +282,7 @@ pub fn document() -> Value {
                         "actions": { "type": "array", "items": { "type": "string" } },
                         "decision": {
                             "type": "object", "nullable": true, "additionalProperties": true,
-                            "description": "The decision of LANGUAGE.md §8; null when not evaluated",
+                            "description": "The decision (docs/language.md, section The decision); null when not evaluated",
                             "required": ["policyId", "now", "actions", "rules", "warnings", "defaults", "stats"],
                             "properties": {
                                 "policyId": { "type": "string" },

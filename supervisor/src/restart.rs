@@ -11,7 +11,7 @@ use omni_worker::process::{Reaped, WorkerExit};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// Why a worker was replaced (SERVICE.md §1); the label of the restart metric.
+/// Why a worker was replaced (`docs/api.md#workers`); the label of the restart metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RestartReason {
     /// The supervisor killed it at the request's deadline.

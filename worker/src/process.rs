@@ -209,7 +209,7 @@ pub fn config_from_args(args: &[String]) -> Option<Result<WorkerConfig, String>>
     Some(serde_json::from_str(json).map_err(|e| format!("bad worker configuration: {e}")))
 }
 
-/// Why a worker process ended, from its wait status (SERVICE.md §1's restart
+/// Why a worker process ended, from its wait status (`docs/api.md#workers`'s restart
 /// reasons, as far as the status alone can tell; see [`Ended::exit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerExit {
@@ -236,7 +236,7 @@ pub enum WorkerExit {
 }
 
 impl WorkerExit {
-    /// The restart reason of SERVICE.md §1 (`Killed` is reported as `crash`
+    /// The restart reason of `docs/api.md#workers` (`Killed` is reported as `crash`
     /// unless the supervisor knows better).
     pub fn reason(self) -> &'static str {
         match self {

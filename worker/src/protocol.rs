@@ -184,7 +184,7 @@ pub struct Evaluated {
     /// so the next one may send [`PolicySource::Cached`]. Only the worker
     /// knows its cache rule; the supervisor remembers this answer.
     pub kept: bool,
-    /// Check diagnostics, as JSON objects of SERVICE.md §2, in order.
+    /// Check diagnostics, as JSON objects of `docs/api.md#endpoints`, in order.
     pub diagnostics_json: String,
     pub has_errors: bool,
     /// The legacy `rules` list of the response, as JSON.
@@ -193,7 +193,7 @@ pub struct Evaluated {
     /// JSON array of strings: spliced into the answer as it is, instead of
     /// one allocation per name on each side.
     pub actions_json: String,
-    /// The decision of LANGUAGE.md §8 as JSON, when evaluated.
+    /// The decision of `docs/language.md#the-decision` as JSON, when evaluated.
     pub decision_json: Option<String>,
     pub timings: Timings,
 }

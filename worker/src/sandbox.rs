@@ -1,5 +1,5 @@
 //! The worker's sandbox, applied by the worker to itself before it reads its
-//! first request (SERVICE.md §1, §7; `docs/security.md`).
+//! first request (`docs/api.md#workers`, `docs/security.md`; `docs/security.md`).
 //!
 //! [`apply_sandbox`] runs these steps in order and returns what it actually
 //! applied as a [`SandboxReport`]:
@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
 
-/// How a worker confines itself (SERVICE.md §1).
+/// How a worker confines itself (`docs/api.md#workers`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {

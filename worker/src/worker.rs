@@ -181,7 +181,7 @@ pub fn warm_up_evaluator() {
 }
 
 /// A panic hook that says where, never what: the payload can quote policy
-/// or context data, which is not logged (SERVICE.md §5). No backtrace (it
+/// or context data, which is not logged (`docs/api.md#observability`). No backtrace (it
 /// would open files, which the filter refuses).
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {

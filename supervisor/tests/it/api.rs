@@ -1,4 +1,4 @@
-//! Every endpoint, the response shapes, the 4xx codes of SERVICE.md §2,
+//! Every endpoint, the response shapes, the 4xx codes of `docs/api.md#endpoints`,
 //! the Prometheus exposition (promtool) and the OpenAPI document, against
 //! the real `omnid` on 127.0.0.1.
 
@@ -24,7 +24,7 @@ fn endpoints_answer_with_documented_shapes() {
     assert_eq!(v["buildVersion"], env!("CARGO_PKG_VERSION"));
     assert!(v["maxInflight"].as_u64().unwrap() > 0);
 
-    // 200: exactly the fields of SERVICE.md §2.
+    // 200: exactly the fields of `docs/api.md#endpoints`.
     let r = srv.validate(&json!({
         "code": GOOD_POLICY,
         "context": { "Battery": 15 },

@@ -1,4 +1,4 @@
-//! Guard rails of SERVICE.md §3 against the real server: rate limits (429 +
+//! Guard rails of `docs/api.md#limits-tenants-auth` against the real server: rate limits (429 +
 //! Retry-After), the bounded queue and the in-flight cap (503 overloaded),
 //! bearer-token auth mapped to tenants (401/403) and per-tenant limits.
 
