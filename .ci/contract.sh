@@ -22,9 +22,12 @@ CHECKOV_VERSION=3.3.30
 REDOCLY_VERSION=2.77.0
 CACHE=${OMNI_CI_CACHE:-$HOME/.cache/omni-ci}
 WORK=$(mktemp -d /tmp/omni-contract.XXXXXX)
-PIDS=()
+# start_omnid runs in a command substitution (a subshell), so the pids it
+# starts are kept in a file, not in a variable of this shell.
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -f "$WORK/pids" ]; then
+    while read -r p; do kill "$p" 2>/dev/null || true; done <"$WORK/pids"
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -63,7 +66,7 @@ start_omnid() {
   local name=$1 log=$WORK/$1.log i addr=
   shift
   env "$@" "$OMNID" --listen 127.0.0.1:0 >"$log" 2>&1 &
-  PIDS+=($!)
+  echo "$!" >>"$WORK/pids"
   for i in $(seq 1 300); do
     addr=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$log" | head -n 1)
     [ -n "$addr" ] && break
