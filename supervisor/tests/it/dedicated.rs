@@ -13,25 +13,6 @@ use crate::common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-fn token_line(tenant: &str, token: &str) -> String {
-    let out = omnid()
-        .args(["--hash-token", tenant])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{token}\n").as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// omnid with auth on (tenants `a` and `b`), one worker slot, and `extra`
 /// (`[pool]` and `[worker]` keys, given as `pool.x = ...` lines).
 fn start(pool: &str, worker: &str) -> Server {

@@ -171,25 +171,6 @@ fn inflight_cap_gets_503_overloaded() {
     assert_eq!(srv.validate(&good_body()).status, 200);
 }
 
-fn token_line(tenant: &str, token: &str) -> String {
-    let out = omnid()
-        .args(["--hash-token", tenant])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{token}\n").as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn auth_maps_tokens_to_tenants_with_their_own_limits() {
     let dir = TempDir::new("auth");

@@ -9,25 +9,6 @@ use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-fn token_line(tenant: &str, token: &str) -> String {
-    let out = omnid()
-        .args(["--hash-token", tenant])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{token}\n").as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 const MALLORY: (&str, &str) = ("Authorization", "Bearer mallory-token-1");
 const ALICE: (&str, &str) = ("Authorization", "Bearer alice-token-2");
 

@@ -820,3 +820,24 @@ pub fn assert_all_ok(resps: &[Resp]) {
         assert_eq!(v["actions"], serde_json::json!(["ReturnToHome"]));
     }
 }
+
+/// A line of the tokens file for `tenant` holding `token`, made by omnid
+/// itself (`--hash-token`).
+pub fn token_line(tenant: &str, token: &str) -> String {
+    let out = omnid()
+        .args(["--hash-token", tenant])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{token}\n").as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
