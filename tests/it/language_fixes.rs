@@ -306,7 +306,6 @@ mod fmt_keeps_warnings {
     use std::path::{Path, PathBuf};
 
     const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-    const COMPAT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/compat/omnilang-v1");
 
     fn files(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
         let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -395,10 +394,17 @@ mod fmt_keeps_warnings {
 
     #[test]
     fn for_every_compat_policy() {
-        let policies = files(COMPAT, |n| n.ends_with(".omni"));
+        let Some(dir) = crate::common::shared::shared_dir(
+            "compat/omnilang-v1",
+            "language_fixes::fmt_keeps_warnings::for_every_compat_policy",
+        ) else {
+            return;
+        };
+        let compat = dir.to_str().expect("a UTF-8 path");
+        let policies = files(compat, |n| n.ends_with(".omni"));
         assert!(policies.len() >= 20);
         let mut contexts = vec![Context::empty()];
-        for c in files(COMPAT, |n| {
+        for c in files(compat, |n| {
             n.starts_with("context") || n.ends_with("_context.json")
         }) {
             contexts.push(context(&c));
