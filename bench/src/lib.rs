@@ -15,6 +15,27 @@ pub mod workload;
 /// Where the standard workload lives (`../shared/bench/` beside the repository).
 pub const SHARED_BENCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bench");
 
+/// For a test that needs the standard workload: whether it is there. When
+/// it is not (a fresh clone), the test skips with the same one-line note as
+/// the root crate's tests, unless `OMNI_REQUIRE_SHARED=1` (CI) makes that a
+/// failure.
+pub fn standard_workload_present(test: &str) -> bool {
+    if std::path::Path::new(SHARED_BENCH).is_dir() {
+        return true;
+    }
+    let required = std::env::var("OMNI_REQUIRE_SHARED").as_deref() == Ok("1");
+    assert!(
+        !required,
+        "OMNI_REQUIRE_SHARED=1 but ../shared/bench is absent (needed by {test})"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped (no ../shared): {test}: ../shared/bench is absent; OMNI_REQUIRE_SHARED=1 makes this a failure"
+    );
+    false
+}
+
 /// The 1-, 5- and 15-minute load averages from `/proc/loadavg`.
 pub fn load_average() -> [f64; 3] {
     let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
