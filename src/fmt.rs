@@ -546,8 +546,8 @@ struct Printer<'a> {
 
 /// Binding strength: 0 lambda (extends to the right as far as it can),
 /// 1 OR, 2 AND, 3 NOT, 4 comparisons and IN, 5 `+ -`, 6 `* /`, 7 unary minus,
-/// 8 postfix and primary.
-fn prec(e: &Expr) -> u8 {
+/// 8 postfix and primary. The warnings' canonical printer uses it too.
+pub(crate) fn prec(e: &Expr) -> u8 {
     match &e.kind {
         ExprKind::Lambda(_) => 0,
         ExprKind::Binary(op, _, _) => match op {

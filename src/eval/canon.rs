@@ -14,7 +14,7 @@
 
 use crate::ast::{BinOp, Expr, ExprKind, Literal, MatchArm};
 use crate::diagnostics::Code;
-use crate::fmt::{fmt_string, literal_number};
+use crate::fmt::{fmt_string, literal_number, prec};
 use crate::lexer::lex;
 use crate::parser::{NestingLimits, Parser};
 
@@ -74,28 +74,6 @@ pub(super) fn canonical_source(text: &str) -> Option<String> {
 fn ends_in_closing_parens(text: &str, e: &Expr) -> bool {
     text.get(e.span.end as usize..)
         .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c == ')' || c == ' '))
-}
-
-/// Binding strength, as in the formatter: 0 lambda, 1 OR, 2 AND, 3 NOT,
-/// 4 comparisons and IN, 5 `+ -`, 6 `* /`, 7 unary minus, 8 postfix and primary.
-fn prec(e: &Expr) -> u8 {
-    match &e.kind {
-        ExprKind::Lambda(_) => 0,
-        ExprKind::Binary(op, _, _) => match op {
-            BinOp::Or => 1,
-            BinOp::And => 2,
-            BinOp::Add | BinOp::Sub => 5,
-            BinOp::Mul | BinOp::Div => 6,
-            _ => 4,
-        },
-        ExprKind::In { .. } => 4,
-        ExprKind::Not(_) => 3,
-        ExprKind::Neg(_) => 7,
-        ExprKind::Literal(Literal::Number(v) | Literal::Quantity(v, _)) if v.is_sign_negative() => {
-            7
-        }
-        _ => 8,
-    }
 }
 
 fn literal(l: &Literal, out: &mut String) {
