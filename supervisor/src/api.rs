@@ -210,6 +210,36 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed for this endpoint")]
     MethodNotAllowed,
+    #[error("policy names are 1-128 characters of letters, digits, `.`, `_` and `-`, not starting with `.`")]
+    InvalidPolicyName,
+    #[error("no policy named `{0}`")]
+    PolicyNotFound(String),
+    #[error("the policy `{0}` has no active revision")]
+    NoActiveRevision(String),
+    #[error("the policy `{0}` has no revision {1}")]
+    RevisionNotFound(String, u64),
+    /// The text sent to be stored has errors: the diagnostics go in the body
+    /// (`diagnostics_body`), beside the error.
+    #[error("the policy has errors and was not stored")]
+    PolicyInvalid { diagnostics_json: String },
+    #[error("the tenant already has the most policies its quota allows ({0})")]
+    PolicyQuotaExceeded(u64),
+    #[error("the policy already has the most revisions the quota allows ({0})")]
+    RevisionQuotaExceeded(u64),
+    #[error(
+        "storing this text would take the tenant's stored policies over its quota of {0} bytes"
+    )]
+    StorageQuotaExceeded(u64),
+    #[error("the policy has no earlier active revision to roll back to")]
+    NothingToRollBack,
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error(
+        "this change needs an If-Match header naming the active revision, e.g. If-Match: \"3\""
+    )]
+    PreconditionRequired,
+    #[error("the policy store is unavailable; stored policies already loaded are still evaluated")]
+    StoreUnavailable,
 }
 
 /// The one HTTP status of each error code.
@@ -219,7 +249,15 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         InvalidJson | InvalidRequest | InvalidContext => StatusCode::BAD_REQUEST,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
-        NotFound => StatusCode::NOT_FOUND,
+        NotFound | PolicyNotFound | RevisionNotFound => StatusCode::NOT_FOUND,
+        InvalidPolicyName => StatusCode::BAD_REQUEST,
+        PolicyQuotaExceeded | RevisionQuotaExceeded | StorageQuotaExceeded | NothingToRollBack => {
+            StatusCode::CONFLICT
+        }
+        PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+        PolicyInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+        StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         BodyTooLarge | PolicyTooLarge | ContextTooLarge | ContextTooDeep => {
             StatusCode::PAYLOAD_TOO_LARGE
@@ -264,6 +302,17 @@ impl ApiError {
             Draining => ErrorCode::Draining,
             NotFound => ErrorCode::NotFound,
             MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            InvalidPolicyName => ErrorCode::InvalidPolicyName,
+            PolicyNotFound(_) | NoActiveRevision(_) => ErrorCode::PolicyNotFound,
+            RevisionNotFound(..) => ErrorCode::RevisionNotFound,
+            PolicyInvalid { .. } => ErrorCode::PolicyInvalid,
+            PolicyQuotaExceeded(_) => ErrorCode::PolicyQuotaExceeded,
+            RevisionQuotaExceeded(_) => ErrorCode::RevisionQuotaExceeded,
+            StorageQuotaExceeded(_) => ErrorCode::StorageQuotaExceeded,
+            NothingToRollBack => ErrorCode::NothingToRollBack,
+            PreconditionFailed(_) => ErrorCode::PreconditionFailed,
+            PreconditionRequired => ErrorCode::PreconditionRequired,
+            StoreUnavailable => ErrorCode::StoreUnavailable,
         }
     }
 
@@ -272,6 +321,7 @@ impl ApiError {
         match self {
             ApiError::RateLimited(s) => Some(*s),
             ApiError::Overloaded | ApiError::NotReady | ApiError::Draining => Some(1),
+            ApiError::StoreUnavailable => Some(STORE_RETRY_AFTER_S),
             ApiError::PolicyQuarantined(s) | ApiError::TenantBackoff(s) => Some((*s).max(1)),
             _ => None,
         }
@@ -387,12 +437,26 @@ fn syntax_kind(e: &serde_json::Error) -> String {
     }
 }
 
-/// The error body `{requestId, error: {code, message}}`.
+/// `Retry-After` of `store_unavailable`: the store is polled about this
+/// often while it is away.
+const STORE_RETRY_AFTER_S: u64 = 2;
+
+/// The error body `{requestId, error: {code, message}}`; a policy refused
+/// for its errors also carries its `diagnostics` (the shape of
+/// `/api/validate`'s, all severities, in order).
 pub fn error_body(request_id: &str, err: &ApiError) -> Vec<u8> {
-    let v = serde_json::json!({
+    let mut v = serde_json::json!({
         "requestId": request_id,
         "error": { "code": err.code().as_str(), "message": err.message() },
     });
+    if let ApiError::PolicyInvalid { diagnostics_json } = err {
+        // The worker is not trusted: only a well-formed array goes out.
+        let diags = serde_json::from_str::<Vec<Box<RawValue>>>(diagnostics_json)
+            .ok()
+            .and_then(|d| serde_json::to_value(d).ok())
+            .unwrap_or_else(|| serde_json::json!([]));
+        v["diagnostics"] = diags;
+    }
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
