@@ -27,6 +27,28 @@ pub struct ValidateRequest<'a> {
     pub options: Option<ValidateOptions>,
 }
 
+/// `POST /api/v1/policies/{name}/evaluate` body: `/api/validate`'s without
+/// the policy, which is the stored one (its active revision, or `revision`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
+pub struct EvaluateRequest<'a> {
+    #[serde(borrow, default)]
+    pub context: Option<&'a RawValue>,
+    #[serde(default)]
+    pub now: Option<String>,
+    #[serde(default)]
+    pub revision: Option<u64>,
+    #[serde(default)]
+    pub options: Option<ValidateOptions>,
+}
+
+/// `POST /api/v1/policies/{name}/activate` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
+pub struct ActivateRequest {
+    pub revision: u64,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
@@ -75,6 +97,29 @@ struct SeverityPeek<'a> {
     severity: std::borrow::Cow<'a, str>,
 }
 
+/// A worker's diagnostics (a JSON array) split into errors and the rest
+/// (warnings and notes), each kept as the worker wrote it; only its
+/// `severity` is looked at. Not an array of objects: the worker is not
+/// trusted, and this is an internal error.
+pub fn split_diagnostics(json: &str) -> Result<(Vec<&RawValue>, Vec<&RawValue>), ApiError> {
+    let mut errors: Vec<&RawValue> = Vec::new();
+    let mut warnings: Vec<&RawValue> = Vec::new();
+    // Most policies have no diagnostics at all.
+    if json != "[]" {
+        let diags: Vec<&RawValue> = serde_json::from_str(json).map_err(|_| ApiError::Internal)?;
+        for d in diags {
+            let peek: SeverityPeek =
+                serde_json::from_str(d.get()).map_err(|_| ApiError::Internal)?;
+            if peek.severity == "error" {
+                errors.push(d);
+            } else {
+                warnings.push(d);
+            }
+        }
+    }
+    Ok((errors, warnings))
+}
+
 /// Builds the 200 body from a worker's outcome without building a tree of
 /// the decision: only each diagnostic's `severity` is looked at. The
 /// worker's JSON is checked to be one well-formed value (the worker is not
@@ -86,22 +131,7 @@ pub fn validate_body(
     timings: TimingsJson,
     engine: &str,
 ) -> Result<Vec<u8>, ApiError> {
-    let mut errors: Vec<&RawValue> = Vec::new();
-    let mut warnings: Vec<&RawValue> = Vec::new();
-    // Most policies have no diagnostics at all.
-    if o.diagnostics_json != "[]" {
-        let diags: Vec<&RawValue> =
-            serde_json::from_str(&o.diagnostics_json).map_err(|_| ApiError::Internal)?;
-        for d in diags {
-            let peek: SeverityPeek =
-                serde_json::from_str(d.get()).map_err(|_| ApiError::Internal)?;
-            if peek.severity == "error" {
-                errors.push(d);
-            } else {
-                warnings.push(d);
-            }
-        }
-    }
+    let (errors, warnings) = split_diagnostics(&o.diagnostics_json)?;
     if !json_check::is_one_value_str(&o.rules_json)
         || !json_check::is_one_value_str(&o.actions_json)
     {
@@ -214,7 +244,7 @@ pub enum ApiError {
     InvalidPolicyName,
     #[error("no policy named `{0}`")]
     PolicyNotFound(String),
-    #[error("the policy `{0}` has no active revision")]
+    #[error("no active policy named `{0}`")]
     NoActiveRevision(String),
     #[error("the policy `{0}` has no revision {1}")]
     RevisionNotFound(String, u64),
