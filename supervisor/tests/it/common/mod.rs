@@ -5,6 +5,8 @@
 //! panic text).
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
