@@ -5,6 +5,7 @@
 //! panic text).
 #![allow(dead_code)]
 
+pub mod policies;
 pub mod postgres;
 
 use serde_json::Value;
@@ -137,11 +138,7 @@ impl Server {
     /// Starts omnid with `extra` appended to a base configuration
     /// (`listen = 127.0.0.1:0`, 2 workers, rate limiting off).
     pub fn start(extra: &str) -> Server {
-        Self::start_full(&format!(
-            "version = 1\nlisten = \"127.0.0.1:0\"\nsandbox = \"{}\"\n{}\n",
-            sandbox_setting(),
-            with_defaults(extra)
-        ))
+        Self::start_full(&test_config(extra))
     }
 
     /// Starts omnid with exactly this configuration text.
@@ -336,6 +333,16 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The configuration text of [`Server::start`]: a base configuration
+/// (`listen = 127.0.0.1:0`, 2 workers, rate limiting off) with `extra`.
+pub fn test_config(extra: &str) -> String {
+    format!(
+        "version = 1\nlisten = \"127.0.0.1:0\"\nsandbox = \"{}\"\n{}\n",
+        sandbox_setting(),
+        with_defaults(extra)
+    )
 }
 
 /// Fills in test defaults unless the caller's configuration sets them.
