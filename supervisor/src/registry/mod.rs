@@ -390,3 +390,107 @@ pub fn rfc3339(t: SystemTime) -> String {
 pub fn rfc3339_ms(ms: i64) -> String {
     omni::timefmt::format_rfc3339(omni::Timestamp(ms.saturating_mul(1_000_000)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Quotas;
+    use std::path::PathBuf;
+
+    const Q: Quotas = Quotas {
+        max_policies: 10,
+        max_revisions: 10,
+        max_bytes: 1 << 20,
+    };
+
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn sqlite(tag: &str) -> (Dir, StoreSection) {
+        let p = std::env::temp_dir().join(format!("omnid-registry-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        let cfg = StoreSection {
+            path: p.join("store.db").display().to_string(),
+            ..StoreSection::default()
+        };
+        (Dir(p), cfg)
+    }
+
+    fn actor() -> Actor {
+        Actor {
+            tenant: "t".into(),
+            credential: "ci".into(),
+        }
+    }
+
+    fn served(reg: &Registry) -> Option<u64> {
+        reg.served("t", "p").map(|s| s.revision)
+    }
+
+    /// The map follows another writer of the same store on sync, serves a
+    /// write made through it at once, never goes back to an older view,
+    /// and keeps its last good copy (it is never cleared by a failure).
+    #[tokio::test]
+    async fn the_map_follows_the_store_and_never_goes_back() {
+        let (_dir, cfg) = sqlite("map");
+        let metrics = Arc::new(Metrics::new());
+        let reg = Registry::open(&cfg, metrics.clone()).await.unwrap();
+        let other = Store::open(&cfg).await.unwrap();
+        other
+            .put(&actor(), "p", "INTENT: one\n", true, None, &Q)
+            .await
+            .unwrap();
+        assert_eq!(served(&reg), None, "not synced yet");
+        assert!(reg.sync_once().await);
+        assert_eq!(served(&reg), Some(1));
+        let first_seq = reg.synced_seq.load(std::sync::atomic::Ordering::Acquire);
+
+        // Through this replica: served at once, before any sync.
+        let stored = reg
+            .put(&actor(), "p", "INTENT: two\n".into(), true, None, &Q)
+            .await
+            .unwrap();
+        assert_eq!(stored.revision.number, 2);
+        assert_eq!(served(&reg), Some(2));
+        assert_eq!(&*reg.served("t", "p").unwrap().text, "INTENT: two\n");
+        // A view older than the one served is ignored, whatever its kind.
+        let old = || Served {
+            revision: 1,
+            policy_id: String::new(),
+            text: "INTENT: one\n".into(),
+        };
+        reg.apply("t", "p", first_seq, Some(old()), Known::Read);
+        reg.apply("t", "p", first_seq, Some(old()), Known::Made);
+        assert_eq!(served(&reg), Some(2));
+        // Syncing the change it made itself changes nothing.
+        assert!(reg.sync_once().await);
+        assert_eq!(served(&reg), Some(2));
+
+        // Another writer deletes it: gone on the next sync, metric too.
+        other.delete(&actor(), "p", Some(2)).await.unwrap();
+        assert!(reg.sync_once().await);
+        assert_eq!(served(&reg), None);
+        assert_eq!(reg.served_count(), 0);
+        let text = metrics.render_prometheus(&Default::default());
+        assert!(!text.contains("policy=\"p\""), "{text}");
+        // Revived without activation: still nothing served.
+        other
+            .put(&actor(), "p", "INTENT: three\n", false, None, &Q)
+            .await
+            .unwrap();
+        assert!(reg.sync_once().await);
+        assert_eq!(served(&reg), None);
+        // Activated elsewhere.
+        other.activate(&actor(), "p", 3, Some(0)).await.unwrap();
+        assert!(reg.sync_once().await);
+        assert_eq!(served(&reg), Some(3));
+        assert!(reg.available());
+        assert_eq!(reg.health_json()["available"], true);
+    }
+}
