@@ -127,6 +127,13 @@ impl Registry {
         lock::lock(&self.health).available
     }
 
+    /// Whether the store answers now: what the last call saw, or, when it
+    /// did not answer then, a fresh ping (so writes resume as soon as the
+    /// database is back, not at the next poll).
+    pub async fn reachable(&self) -> bool {
+        self.available() || self.call(self.store.ping()).await.is_ok()
+    }
+
     /// The store's state for readiness and metrics.
     pub fn health_json(&self) -> serde_json::Value {
         let h = lock::lock(&self.health).clone();

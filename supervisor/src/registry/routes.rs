@@ -450,7 +450,7 @@ async fn put(
     let activate = activate_param(input.query.as_deref())?;
     let if_match = if_match(&input.request.headers)?;
     // Do not spend a worker on a text that cannot be stored now.
-    if !app.registry.available() {
+    if !app.registry.reachable().await {
         return Err(ApiError::StoreUnavailable);
     }
     let max = validate::policy_body_max(&admitted.eff);
