@@ -10,4 +10,5 @@ mod guards;
 mod isolation;
 mod lifecycle;
 mod playground;
+mod registry;
 mod tenant_budgets;
