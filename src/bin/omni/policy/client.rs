@@ -381,7 +381,7 @@ impl Client {
                     // rustls reports a failed handshake as invalid data.
                     K::InvalidData if server.starts_with("https://") => ClientError::Tls {
                         server,
-                        reason: io.to_string(),
+                        reason: tls_reason(&io),
                     },
                     _ => unreachable(io.to_string()),
                 }
@@ -395,7 +395,7 @@ impl Client {
             },
             ureq::Error::Rustls(r) => ClientError::Tls {
                 server,
-                reason: r.to_string(),
+                reason: rustls_reason(&r),
             },
             ureq::Error::Protocol(_) if server.starts_with("http://") => unreachable(
                 "the answer is not HTTP (if omnid serves TLS, use an https:// address)".into(),
@@ -451,6 +451,40 @@ impl Client {
                 what: format!("HTTP status {status}"),
             },
         }
+    }
+}
+
+/// Why a TLS handshake failed, in words (rustls's own text names enum
+/// variants).
+fn tls_reason(io: &std::io::Error) -> String {
+    match io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(e) => rustls_reason(e),
+        None => io.to_string(),
+    }
+}
+
+fn rustls_reason(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => "its certificate is not signed by a trusted CA".into(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "its certificate is not valid for this host name".into()
+            }
+            C::Expired | C::ExpiredContext { .. } => "its certificate has expired".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "its certificate is not valid yet (check the clocks)".into()
+            }
+            C::Revoked => "its certificate was revoked".into(),
+            _ => "its certificate is not acceptable".into(),
+        },
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            "it does not answer in TLS (for a plain-HTTP omnid use http://)".into()
+        }
+        rustls::Error::AlertReceived(_) => {
+            "the server ended the handshake (does it require a client certificate?)".into()
+        }
+        other => other.to_string(),
     }
 }
 

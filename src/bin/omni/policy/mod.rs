@@ -76,7 +76,8 @@ pub struct FormatArg {
 
 #[derive(clap::Args, Debug)]
 pub struct PushArgs {
-    /// The policy's name: 1–128 of A-Z a-z 0-9 . _ - (not starting with `.`).
+    /// The policy's name, e.g. `fleet` or `fleet.eu-west` (the server says
+    /// when a name is not allowed).
     name: String,
     /// The policy file; `-` reads standard input.
     file: PathBuf,
