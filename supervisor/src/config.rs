@@ -7,7 +7,8 @@
 //! `OMNID_LISTEN`, `OMNID_WORKERS`, `OMNID_LIMITS_FUEL`,
 //! `OMNID_WORKER_TIMEOUT_MS`, `OMNID_RATE_LIMIT_RATE`. Lists are
 //! comma-separated (`OMNID_FEATURES_MODULES=math,str`). Tenants can only be
-//! set in the file.
+//! set in the file. The store: `OMNID_STORE_PATH`, `OMNID_STORE_URL` (keep
+//! a password out of the file this way).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -87,6 +88,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub http: HttpSection,
     pub log: LogSection,
+    pub store: StoreSection,
     /// Per-tenant settings, by tenant name (as in the tokens file).
     pub tenants: BTreeMap<String, TenantSection>,
 }
@@ -247,6 +249,32 @@ pub struct HttpSection {
     pub write_timeout_ms: u64,
 }
 
+/// `[store]`: where named policies are kept (`docs/operations.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// The SQLite file (relative paths: to the working directory). Used
+    /// when `url` is empty.
+    pub path: String,
+    /// A `postgres://` URL; when set, PostgreSQL is used instead of `path`.
+    pub url: String,
+    /// Database connections kept open (PostgreSQL), or idle reading
+    /// connections (SQLite).
+    pub pool_size: usize,
+    /// How often a replica asks the store for changes when it has no
+    /// wake-up (SQLite, or PostgreSQL while LISTEN is down); also the pause
+    /// before reconnecting the LISTEN connection.
+    pub poll_interval_ms: u64,
+    /// Bound on establishing a database connection: with the database
+    /// down, a call fails with `store_unavailable` within about this long.
+    pub connect_timeout_ms: u64,
+    /// Default quotas; `[tenants.NAME]` can lower them.
+    pub max_policies_per_tenant: u64,
+    pub max_revisions_per_policy: u64,
+    /// Bytes of all the stored revision texts of a tenant.
+    pub max_bytes_per_tenant: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
@@ -279,6 +307,13 @@ pub struct TenantSection {
     pub fuel: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_loop_iterations: Option<u64>,
+    /// Store quotas (each can only lower `store.max_*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_policies: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_revisions: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_stored_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -300,6 +335,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             http: HttpSection::default(),
             log: LogSection::default(),
+            store: StoreSection::default(),
             tenants: BTreeMap::new(),
         }
     }
@@ -455,6 +491,25 @@ impl Default for HttpSection {
     }
 }
 
+/// The built-in SQLite file: relative, so `cargo run` works anywhere; the
+/// packaged configuration puts it under `/var/lib/omnid`.
+pub const DEFAULT_STORE_PATH: &str = "omnid-store.db";
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            path: DEFAULT_STORE_PATH.into(),
+            url: String::new(),
+            pool_size: 8,
+            poll_interval_ms: 500,
+            connect_timeout_ms: 5_000,
+            max_policies_per_tenant: 1_000,
+            max_revisions_per_policy: 10_000,
+            max_bytes_per_tenant: 100 * 1024 * 1024,
+        }
+    }
+}
+
 impl Default for LogSection {
     fn default() -> Self {
         LogSection {
@@ -477,6 +532,9 @@ impl Default for TenantSection {
             max_context_bytes: None,
             fuel: None,
             max_loop_iterations: None,
+            max_policies: None,
+            max_revisions: None,
+            max_stored_bytes: None,
         }
     }
 }
@@ -802,6 +860,7 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         c.http.max_connections_per_client as u64,
     )?;
     positive("http.write_timeout_ms", c.http.write_timeout_ms)?;
+    validate_store(&c.store)?;
     tracing_subscriber::EnvFilter::try_new(&c.log.level)
         .map_err(|_| invalid("log.level", "expected error, warn, info, debug or trace"))?;
     for (name, t) in &c.tenants {
@@ -829,10 +888,59 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             ("max_context_bytes", t.max_context_bytes.map(|v| v as u64)),
             ("fuel", t.fuel),
             ("max_loop_iterations", t.max_loop_iterations),
+            ("max_policies", t.max_policies),
+            ("max_revisions", t.max_revisions),
+            ("max_stored_bytes", t.max_stored_bytes),
         ] {
             if v == Some(0) {
                 return Err(invalid(&key(k), "must be greater than 0"));
             }
+        }
+    }
+    Ok(())
+}
+
+/// `[store]`: a usable URL (checked without echoing it: it may hold a
+/// password), a path when there is no URL, and bounded numbers.
+fn validate_store(s: &StoreSection) -> Result<(), ConfigError> {
+    if s.url.is_empty() {
+        if s.path.trim().is_empty() {
+            return Err(invalid(
+                "store.path",
+                "must not be empty (or set store.url)",
+            ));
+        }
+    } else {
+        if !(s.url.starts_with("postgres://") || s.url.starts_with("postgresql://")) {
+            return Err(invalid(
+                "store.url",
+                "expected a postgres:// or postgresql:// URL",
+            ));
+        }
+        crate::store::postgres::parse_url(&s.url).map_err(|m| invalid("store.url", m))?;
+    }
+    if !(1..=256).contains(&s.pool_size) {
+        return Err(invalid("store.pool_size", "must be between 1 and 256"));
+    }
+    if !(10..=60_000).contains(&s.poll_interval_ms) {
+        return Err(invalid(
+            "store.poll_interval_ms",
+            "must be between 10 and 60000",
+        ));
+    }
+    if !(100..=600_000).contains(&s.connect_timeout_ms) {
+        return Err(invalid(
+            "store.connect_timeout_ms",
+            "must be between 100 and 600000",
+        ));
+    }
+    for (key, v) in [
+        ("store.max_policies_per_tenant", s.max_policies_per_tenant),
+        ("store.max_revisions_per_policy", s.max_revisions_per_policy),
+        ("store.max_bytes_per_tenant", s.max_bytes_per_tenant),
+    ] {
+        if v == 0 {
+            return Err(invalid(key, "must be greater than 0"));
         }
     }
     Ok(())
@@ -909,9 +1017,12 @@ pub fn valid_tenant_name(s: &str) -> bool {
 }
 
 impl Config {
-    /// The effective configuration as TOML (for `--check-config`).
+    /// The effective configuration as TOML (for `--check-config`), with
+    /// the password of `store.url` replaced.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+        let mut shown = self.clone();
+        shown.store.url = crate::store::postgres::redact_url(&shown.store.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -935,6 +1046,20 @@ impl Config {
             cache_entries: self.worker.cache_entries,
             cache_bytes: self.worker.cache_mib.saturating_mul(1 << 20),
             poll_before_block_us: self.worker.poll_before_block_us,
+        }
+    }
+
+    /// A tenant's store quotas: `[store]`'s, lowered by `[tenants.NAME]`.
+    // Called by the registry's handlers (issue 16); until then, by tests.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn store_quotas(&self, tenant: &str) -> crate::store::Quotas {
+        let s = &self.store;
+        let t = self.tenants.get(tenant);
+        let lower = |global: u64, own: Option<u64>| own.map_or(global, |v| v.min(global));
+        crate::store::Quotas {
+            max_policies: lower(s.max_policies_per_tenant, t.and_then(|t| t.max_policies)),
+            max_revisions: lower(s.max_revisions_per_policy, t.and_then(|t| t.max_revisions)),
+            max_bytes: lower(s.max_bytes_per_tenant, t.and_then(|t| t.max_stored_bytes)),
         }
     }
 
@@ -967,6 +1092,19 @@ impl Config {
         if self.worker.uid_range != new.worker.uid_range {
             out.push("worker.uid_range");
         }
+        // The store is opened once, at start.
+        if self.store.path != new.store.path {
+            out.push("store.path");
+        }
+        if self.store.url != new.store.url {
+            out.push("store.url");
+        }
+        if self.store.pool_size != new.store.pool_size {
+            out.push("store.pool_size");
+        }
+        if self.store.connect_timeout_ms != new.store.connect_timeout_ms {
+            out.push("store.connect_timeout_ms");
+        }
         out
     }
 
@@ -981,6 +1119,10 @@ impl Config {
         c.pool.queue = self.pool.queue;
         c.pool.tenant_isolation = self.pool.tenant_isolation;
         c.worker.uid_range = self.worker.uid_range;
+        c.store.path = self.store.path.clone();
+        c.store.url = self.store.url.clone();
+        c.store.pool_size = self.store.pool_size;
+        c.store.connect_timeout_ms = self.store.connect_timeout_ms;
         c
     }
 }

@@ -25,6 +25,7 @@ mod playground;
 mod pool;
 mod restart;
 mod signals;
+mod store;
 mod systemd;
 mod validate;
 
