@@ -63,6 +63,9 @@ dynamic_user() {
   [ "$(status_field "$pid" Seccomp)" = 2 ]
   # The tokens copy made by ExecStartPre=+ belongs to the service user only.
   [ "$(stat -c '%u %a' /run/omnid/tokens)" = "$uid 400" ]
+  # The state directory (the SQLite policy store) is the service user's own.
+  [ "$(prop StateDirectory)" = omnid ]
+  [ "$(stat -L -c '%u %a' /var/lib/omnid)" = "$uid 700" ]
   journalctl -u omnid --no-pager | grep -q "sandbox: seccomp on, no_new_privs on, uid $uid gid"
 }
 
@@ -176,8 +179,10 @@ remove() {
 }
 
 purge() {
+  [ -d /var/lib/private/omnid ]
   dpkg -P omnid
   [ ! -e /etc/omnid ]
+  [ ! -e /var/lib/omnid ] && [ ! -e /var/lib/private/omnid ]
   [ "$(systemctl show omnid -p LoadState --value)" = not-found ]
   [ ! -e /etc/systemd/system/multi-user.target.wants/omnid.service ]
 }
