@@ -61,7 +61,8 @@ pub fn diff_rules(old: &[RuleText], new: &[RuleText]) -> Vec<RuleChange> {
     let mut old_used = vec![false; old.len()];
     let mut new_pair: Vec<Option<usize>> = vec![None; new.len()];
     // Three passes, each pairing what the ones before left over.
-    let passes: [&dyn Fn(&RuleText, &RuleText) -> bool; 3] = [
+    type Same = dyn Fn(&RuleText, &RuleText) -> bool;
+    let passes: [&Same; 3] = [
         &|a, b| a.text == b.text,
         &|a, b| a.head == b.head,
         &|a, b| a.id == b.id,
