@@ -61,11 +61,12 @@ cargo build -q --locked -p omni-supervisor --bin omnid
 OMNID=$REPO/target/debug/omnid
 
 # start_omnid NAME [ENV=VALUE...]: starts omnid on a free port of 127.0.0.1
-# with the built-in defaults plus the given environment; prints its URL.
+# with the built-in defaults plus the given environment (and a policy store
+# of its own in $WORK, not the built-in file in the checkout); prints its URL.
 start_omnid() {
   local name=$1 log=$WORK/$1.log i addr=
   shift
-  env "$@" "$OMNID" --listen 127.0.0.1:0 >"$log" 2>&1 &
+  env OMNID_STORE_PATH="$WORK/$name-store.db" "$@" "$OMNID" --listen 127.0.0.1:0 >"$log" 2>&1 &
   echo "$!" >>"$WORK/pids"
   for i in $(seq 1 300); do
     addr=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$log" | head -n 1)

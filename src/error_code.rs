@@ -51,6 +51,31 @@ error_codes! {
     UnsupportedMediaType = "unsupported_media_type",
     NotFound = "not_found",
     MethodNotAllowed = "method_not_allowed",
+    /// A stored policy's name is not 1-128 characters of `[A-Za-z0-9._-]`
+    /// (or starts with `.`).
+    InvalidPolicyName = "invalid_policy_name",
+    /// No stored policy of this name for the caller's tenant (another
+    /// tenant's policy is not found either), or it has no active revision.
+    PolicyNotFound = "policy_not_found",
+    /// The stored policy has no revision of this number.
+    RevisionNotFound = "revision_not_found",
+    /// A policy text sent to be stored has errors; nothing was stored.
+    PolicyInvalid = "policy_invalid",
+    /// The tenant has as many stored policies as its quota allows.
+    PolicyQuotaExceeded = "policy_quota_exceeded",
+    /// The policy has as many revisions as the quota allows.
+    RevisionQuotaExceeded = "revision_quota_exceeded",
+    /// The tenant's stored revision texts would go over its byte quota.
+    StorageQuotaExceeded = "storage_quota_exceeded",
+    /// A rollback with no earlier active revision in the history.
+    NothingToRollBack = "nothing_to_roll_back",
+    /// `If-Match` names a revision that is not the active one.
+    PreconditionFailed = "precondition_failed",
+    /// The change needs `If-Match` with the active revision.
+    PreconditionRequired = "precondition_required",
+    /// The policy store cannot be reached; stored policies already loaded
+    /// are still evaluated.
+    StoreUnavailable = "store_unavailable",
     BodyTooLarge = "body_too_large",
     PolicyTooLarge = "policy_too_large",
     ContextTooLarge = "context_too_large",

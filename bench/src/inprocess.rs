@@ -65,7 +65,7 @@ pub fn answer(body: &[u8]) -> Option<Vec<u8>> {
         id: 1,
         policy: PolicySource::Text {
             policy_id: policy_id.clone(),
-            text: parsed.code.into_owned(),
+            text: parsed.code.into_owned().into(),
         },
         context: parsed.context.map(|c| c.get().as_bytes().to_vec()),
         now_unix_nanos: match &parsed.now {

@@ -27,6 +27,28 @@ pub struct ValidateRequest<'a> {
     pub options: Option<ValidateOptions>,
 }
 
+/// `POST /api/v1/policies/{name}/evaluate` body: `/api/validate`'s without
+/// the policy, which is the stored one (its active revision, or `revision`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
+pub struct EvaluateRequest<'a> {
+    #[serde(borrow, default)]
+    pub context: Option<&'a RawValue>,
+    #[serde(default)]
+    pub now: Option<String>,
+    #[serde(default)]
+    pub revision: Option<u64>,
+    #[serde(default)]
+    pub options: Option<ValidateOptions>,
+}
+
+/// `POST /api/v1/policies/{name}/activate` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
+pub struct ActivateRequest {
+    pub revision: u64,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
@@ -75,6 +97,29 @@ struct SeverityPeek<'a> {
     severity: std::borrow::Cow<'a, str>,
 }
 
+/// A worker's diagnostics (a JSON array) split into errors and the rest
+/// (warnings and notes), each kept as the worker wrote it; only its
+/// `severity` is looked at. Not an array of objects: the worker is not
+/// trusted, and this is an internal error.
+pub fn split_diagnostics(json: &str) -> Result<(Vec<&RawValue>, Vec<&RawValue>), ApiError> {
+    let mut errors: Vec<&RawValue> = Vec::new();
+    let mut warnings: Vec<&RawValue> = Vec::new();
+    // Most policies have no diagnostics at all.
+    if json != "[]" {
+        let diags: Vec<&RawValue> = serde_json::from_str(json).map_err(|_| ApiError::Internal)?;
+        for d in diags {
+            let peek: SeverityPeek =
+                serde_json::from_str(d.get()).map_err(|_| ApiError::Internal)?;
+            if peek.severity == "error" {
+                errors.push(d);
+            } else {
+                warnings.push(d);
+            }
+        }
+    }
+    Ok((errors, warnings))
+}
+
 /// Builds the 200 body from a worker's outcome without building a tree of
 /// the decision: only each diagnostic's `severity` is looked at. The
 /// worker's JSON is checked to be one well-formed value (the worker is not
@@ -86,22 +131,7 @@ pub fn validate_body(
     timings: TimingsJson,
     engine: &str,
 ) -> Result<Vec<u8>, ApiError> {
-    let mut errors: Vec<&RawValue> = Vec::new();
-    let mut warnings: Vec<&RawValue> = Vec::new();
-    // Most policies have no diagnostics at all.
-    if o.diagnostics_json != "[]" {
-        let diags: Vec<&RawValue> =
-            serde_json::from_str(&o.diagnostics_json).map_err(|_| ApiError::Internal)?;
-        for d in diags {
-            let peek: SeverityPeek =
-                serde_json::from_str(d.get()).map_err(|_| ApiError::Internal)?;
-            if peek.severity == "error" {
-                errors.push(d);
-            } else {
-                warnings.push(d);
-            }
-        }
-    }
+    let (errors, warnings) = split_diagnostics(&o.diagnostics_json)?;
     if !json_check::is_one_value_str(&o.rules_json)
         || !json_check::is_one_value_str(&o.actions_json)
     {
@@ -210,6 +240,36 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed for this endpoint")]
     MethodNotAllowed,
+    #[error("policy names are 1-128 characters of letters, digits, `.`, `_` and `-`, not starting with `.`")]
+    InvalidPolicyName,
+    #[error("no policy named `{0}`")]
+    PolicyNotFound(String),
+    #[error("no active policy named `{0}`")]
+    NoActiveRevision(String),
+    #[error("the policy `{0}` has no revision {1}")]
+    RevisionNotFound(String, u64),
+    /// The text sent to be stored has errors: the diagnostics go in the body
+    /// (`diagnostics_body`), beside the error.
+    #[error("the policy has errors and was not stored")]
+    PolicyInvalid { diagnostics_json: String },
+    #[error("the tenant already has the most policies its quota allows ({0})")]
+    PolicyQuotaExceeded(u64),
+    #[error("the policy already has the most revisions the quota allows ({0})")]
+    RevisionQuotaExceeded(u64),
+    #[error(
+        "storing this text would take the tenant's stored policies over its quota of {0} bytes"
+    )]
+    StorageQuotaExceeded(u64),
+    #[error("the policy has no earlier active revision to roll back to")]
+    NothingToRollBack,
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error(
+        "this change needs an If-Match header naming the active revision, e.g. If-Match: \"3\""
+    )]
+    PreconditionRequired,
+    #[error("the policy store is unavailable; stored policies already loaded are still evaluated")]
+    StoreUnavailable,
 }
 
 /// The one HTTP status of each error code.
@@ -219,7 +279,15 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         InvalidJson | InvalidRequest | InvalidContext => StatusCode::BAD_REQUEST,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
-        NotFound => StatusCode::NOT_FOUND,
+        NotFound | PolicyNotFound | RevisionNotFound => StatusCode::NOT_FOUND,
+        InvalidPolicyName => StatusCode::BAD_REQUEST,
+        PolicyQuotaExceeded | RevisionQuotaExceeded | StorageQuotaExceeded | NothingToRollBack => {
+            StatusCode::CONFLICT
+        }
+        PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+        PolicyInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+        StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         BodyTooLarge | PolicyTooLarge | ContextTooLarge | ContextTooDeep => {
             StatusCode::PAYLOAD_TOO_LARGE
@@ -264,6 +332,17 @@ impl ApiError {
             Draining => ErrorCode::Draining,
             NotFound => ErrorCode::NotFound,
             MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            InvalidPolicyName => ErrorCode::InvalidPolicyName,
+            PolicyNotFound(_) | NoActiveRevision(_) => ErrorCode::PolicyNotFound,
+            RevisionNotFound(..) => ErrorCode::RevisionNotFound,
+            PolicyInvalid { .. } => ErrorCode::PolicyInvalid,
+            PolicyQuotaExceeded(_) => ErrorCode::PolicyQuotaExceeded,
+            RevisionQuotaExceeded(_) => ErrorCode::RevisionQuotaExceeded,
+            StorageQuotaExceeded(_) => ErrorCode::StorageQuotaExceeded,
+            NothingToRollBack => ErrorCode::NothingToRollBack,
+            PreconditionFailed(_) => ErrorCode::PreconditionFailed,
+            PreconditionRequired => ErrorCode::PreconditionRequired,
+            StoreUnavailable => ErrorCode::StoreUnavailable,
         }
     }
 
@@ -272,6 +351,7 @@ impl ApiError {
         match self {
             ApiError::RateLimited(s) => Some(*s),
             ApiError::Overloaded | ApiError::NotReady | ApiError::Draining => Some(1),
+            ApiError::StoreUnavailable => Some(STORE_RETRY_AFTER_S),
             ApiError::PolicyQuarantined(s) | ApiError::TenantBackoff(s) => Some((*s).max(1)),
             _ => None,
         }
@@ -387,12 +467,26 @@ fn syntax_kind(e: &serde_json::Error) -> String {
     }
 }
 
-/// The error body `{requestId, error: {code, message}}`.
+/// `Retry-After` of `store_unavailable`: the store is polled about this
+/// often while it is away.
+const STORE_RETRY_AFTER_S: u64 = 2;
+
+/// The error body `{requestId, error: {code, message}}`; a policy refused
+/// for its errors also carries its `diagnostics` (the shape of
+/// `/api/validate`'s, all severities, in order).
 pub fn error_body(request_id: &str, err: &ApiError) -> Vec<u8> {
-    let v = serde_json::json!({
+    let mut v = serde_json::json!({
         "requestId": request_id,
         "error": { "code": err.code().as_str(), "message": err.message() },
     });
+    if let ApiError::PolicyInvalid { diagnostics_json } = err {
+        // The worker is not trusted: only a well-formed array goes out.
+        let diags = serde_json::from_str::<Vec<Box<RawValue>>>(diagnostics_json)
+            .ok()
+            .and_then(|d| serde_json::to_value(d).ok())
+            .unwrap_or_else(|| serde_json::json!([]));
+        v["diagnostics"] = diags;
+    }
     serde_json::to_vec(&v).unwrap_or_default()
 }
 

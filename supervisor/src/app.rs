@@ -1,6 +1,6 @@
 //! The running service's shared state: the live settings (swapped whole on
-//! SIGHUP), the pool, the admission state and the metrics, plus the
-//! per-tenant view of the limits.
+//! SIGHUP), the pool, the registry of stored policies, the admission state
+//! and the metrics, plus the per-tenant view of the limits.
 
 use crate::auth::TokenTable;
 use crate::config::{Config, TenantSection};
@@ -8,6 +8,7 @@ use crate::limits::{Inflight, RateLimiter};
 use crate::lock;
 use crate::metrics::{Metrics, Snapshot};
 use crate::pool::WorkerPool;
+use crate::registry::Registry;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -72,6 +73,7 @@ pub struct Effective {
 pub struct App {
     settings: RwLock<Arc<Settings>>,
     pub pool: WorkerPool,
+    pub registry: Registry,
     pub metrics: Arc<Metrics>,
     pub limiter: RateLimiter,
     pub inflight: Inflight,
@@ -81,10 +83,16 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(settings: Settings, pool: WorkerPool, metrics: Arc<Metrics>) -> App {
+    pub fn new(
+        settings: Settings,
+        pool: WorkerPool,
+        registry: Registry,
+        metrics: Arc<Metrics>,
+    ) -> App {
         App {
             settings: RwLock::new(Arc::new(settings)),
             pool,
+            registry,
             metrics,
             limiter: RateLimiter::new(),
             inflight: Inflight::default(),

@@ -1,6 +1,7 @@
 //! Bearer-token authentication: a tokens file maps tenants to the SHA-256 of
-//! their tokens (the file never holds a token itself). Lookups hash the
-//! presented token and compare it with every entry in constant time, so
+//! their tokens (the file never holds a token itself), each with an optional
+//! name that the change history records as who made a change. Lookups hash
+//! the presented token and compare it with every entry in constant time, so
 //! neither the match nor its position leaks through timing.
 
 use sha2::{Digest, Sha256};
@@ -21,14 +22,30 @@ pub enum TokensError {
 /// The loaded tokens file.
 #[derive(Debug, Clone, Default)]
 pub struct TokenTable {
-    entries: Vec<(String, [u8; 32])>,
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    tenant: String,
+    /// The token's name: the file's third column, or `token-` and the first
+    /// 8 hex digits of its hash (which identify it without revealing it).
+    name: String,
+    hash: [u8; 32],
+}
+
+/// Who a known token is: its tenant and its name (never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: String,
+    pub token_name: String,
 }
 
 /// The outcome of checking an `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthResult {
-    /// A known token: the tenant it belongs to.
-    Tenant(String),
+    /// A known token: its tenant and name.
+    Tenant(Caller),
     /// No usable `Authorization: Bearer` header.
     Missing,
     /// A token that is not in the file.
@@ -49,7 +66,7 @@ impl TokenTable {
         })
     }
 
-    /// Lines `tenant sha256hex`; blank lines and `#` comments are skipped.
+    /// Lines `tenant sha256hex [name]`; blank lines and `#` comments are skipped.
     pub fn parse(text: &str) -> Result<TokenTable, (usize, String)> {
         let mut entries = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -58,8 +75,10 @@ impl TokenTable {
                 continue;
             }
             let mut parts = line.split_whitespace();
-            let (Some(tenant), Some(hex), None) = (parts.next(), parts.next(), parts.next()) else {
-                return Err((i + 1, "expected `tenant sha256hex`".into()));
+            let (Some(tenant), Some(hex), name, None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err((i + 1, "expected `tenant sha256hex [name]`".into()));
             };
             if !crate::config::valid_tenant_name(tenant) {
                 return Err((
@@ -73,7 +92,21 @@ impl TokenTable {
                     "the hash must be 64 hex digits (SHA-256)".to_string(),
                 )
             })?;
-            entries.push((tenant.to_string(), hash));
+            let name = match name {
+                Some(n) if valid_token_name(n) => n.to_string(),
+                Some(_) => {
+                    return Err((
+                        i + 1,
+                        "token names are 1-64 characters of [A-Za-z0-9._@-]".into(),
+                    ))
+                }
+                None => format!("token-{}", hex[..8].to_ascii_lowercase()),
+            };
+            entries.push(Entry {
+                tenant: tenant.to_string(),
+                name,
+                hash,
+            });
         }
         Ok(TokenTable { entries })
     }
@@ -88,19 +121,29 @@ impl TokenTable {
             return AuthResult::Missing;
         };
         let digest: [u8; 32] = Sha256::digest(token).into();
-        let mut found: Option<&str> = None;
-        for (tenant, hash) in &self.entries {
+        let mut found: Option<&Entry> = None;
+        for e in &self.entries {
             // Visit every entry whatever matched, so timing does not reveal
             // which (or whether an early) entry matched.
-            if ct_eq(&digest, hash) && found.is_none() {
-                found = Some(tenant);
+            if ct_eq(&digest, &e.hash) && found.is_none() {
+                found = Some(e);
             }
         }
         match found {
-            Some(t) => AuthResult::Tenant(t.to_string()),
+            Some(e) => AuthResult::Tenant(Caller {
+                tenant: e.tenant.clone(),
+                token_name: e.name.clone(),
+            }),
             None => AuthResult::Unknown,
         }
     }
+}
+
+/// A token's name in the tokens file: it ends up in the change history.
+fn valid_token_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
 }
 
 /// The token of `Bearer <token>` (scheme case-insensitive).
@@ -157,13 +200,28 @@ mod tests {
         );
         let t = TokenTable::parse(&text).unwrap();
         assert_eq!(t.len(), 2);
+        let caller = |tenant: &str, token_name: &str| {
+            AuthResult::Tenant(Caller {
+                tenant: tenant.into(),
+                token_name: token_name.into(),
+            })
+        };
+        // Unnamed: `token-` and the first 8 hex digits of the hash.
+        let h = token_hash_hex("s3cret");
         assert_eq!(
             t.check(Some(b"Bearer s3cret")),
-            AuthResult::Tenant("acme".into())
+            caller("acme", &format!("token-{}", &h[..8]))
         );
+        let h = token_hash_hex("other");
         assert_eq!(
             t.check(Some(b"bearer other")),
-            AuthResult::Tenant("beta".into())
+            caller("beta", &format!("token-{}", &h[..8]))
+        );
+        let named = format!("acme {} ci-deploy@ops\n", token_hash_hex("s3cret"));
+        let t2 = TokenTable::parse(&named).unwrap();
+        assert_eq!(
+            t2.check(Some(b"Bearer s3cret")),
+            caller("acme", "ci-deploy@ops")
         );
         assert_eq!(t.check(Some(b"Bearer nope")), AuthResult::Unknown);
         assert_eq!(t.check(Some(b"Basic abc")), AuthResult::Missing);
@@ -174,5 +232,10 @@ mod tests {
     fn bad_lines_are_reported() {
         assert_eq!(TokenTable::parse("acme xyz\n").unwrap_err().0, 1);
         assert_eq!(TokenTable::parse("\nacme\n").unwrap_err().0, 2);
+        let h = token_hash_hex("x");
+        let e = TokenTable::parse(&format!("acme {h} bad/name\n")).unwrap_err();
+        assert!(e.1.contains("token names"), "{}", e.1);
+        let e = TokenTable::parse(&format!("acme {h} a b\n")).unwrap_err();
+        assert!(e.1.contains("[name]"), "{}", e.1);
     }
 }

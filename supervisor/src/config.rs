@@ -1209,6 +1209,91 @@ mod tests {
     }
 
     #[test]
+    fn store_section_defaults_env_and_checks() {
+        let c = load(None, &[]).map_err(|e| e.to_string()).unwrap();
+        assert_eq!(c.store.path, DEFAULT_STORE_PATH);
+        assert_eq!(c.store.url, "");
+        assert_eq!(c.store.poll_interval_ms, 500);
+        let url = "postgres://omnid:s3cret@db.internal:5432/omni";
+        let c = load_str(
+            "version = 1\n[store]\npath = \"/var/lib/omnid/store.db\"\n",
+            &[
+                ("OMNID_STORE_URL", url),
+                ("OMNID_STORE_POOL_SIZE", "4"),
+                ("OMNID_STORE_MAX_POLICIES_PER_TENANT", "7"),
+            ],
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        assert_eq!((c.store.url.as_str(), c.store.pool_size), (url, 4));
+        assert_eq!(c.store.path, "/var/lib/omnid/store.db");
+        assert_eq!(c.store_quotas("anyone").max_policies, 7);
+        // The printed configuration does not show the password.
+        let shown = c.to_toml();
+        assert!(
+            !shown.contains("s3cret") && shown.contains("omnid:REDACTED@db.internal"),
+            "{shown}"
+        );
+        let c = load_str("version = 1\n", &[("OMNID_STORE_PATH", "/tmp/x.db")])
+            .map_err(|e| e.to_string())
+            .unwrap();
+        assert_eq!(c.store.path, "/tmp/x.db");
+        for (bad, key) in [
+            ("url = \"mysql://u:pw@h/db\"", "store.url"),
+            (
+                "url = \"postgres://u:pw@h/db?sslmode=require\"",
+                "store.url",
+            ),
+            ("url = \"postgres://u:pw@h:notaport/db\"", "store.url"),
+            ("path = \"\"", "store.path"),
+            ("pool_size = 0", "store.pool_size"),
+            ("poll_interval_ms = 0", "store.poll_interval_ms"),
+            ("connect_timeout_ms = 5", "store.connect_timeout_ms"),
+            ("max_bytes_per_tenant = 0", "store.max_bytes_per_tenant"),
+        ] {
+            let e = load_str(&format!("version = 1\n[store]\n{bad}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+            assert!(!e.contains("pw"), "the password is echoed: {e}");
+        }
+        let old = Config::default();
+        let mut new = old.clone();
+        new.store.url = url.into();
+        new.store.max_policies_per_tenant = 3;
+        assert_eq!(old.restart_only_changes(&new), ["store.url"]);
+        let merged = old.merge_live(&new);
+        assert_eq!(
+            (
+                merged.store.url.as_str(),
+                merged.store.max_policies_per_tenant
+            ),
+            ("", 3)
+        );
+    }
+
+    #[test]
+    fn tenant_store_quotas_only_lower() {
+        let c = load_str(
+            "version = 1\n[store]\nmax_policies_per_tenant = 10\nmax_revisions_per_policy = 20\n\
+             max_bytes_per_tenant = 3000\n[tenants.small]\nmax_policies = 5\nmax_stored_bytes = 100\n\
+             [tenants.greedy]\nmax_policies = 50\nmax_revisions = 100\n",
+            &[],
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        let q = |t: &str| {
+            let q = c.store_quotas(t);
+            (q.max_policies, q.max_revisions, q.max_bytes)
+        };
+        assert_eq!(q("small"), (5, 20, 100));
+        assert_eq!(q("greedy"), (10, 20, 3000));
+        assert_eq!(q("unlisted"), (10, 20, 3000));
+        let e = load_str("version = 1\n[tenants.t]\nmax_revisions = 0\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("tenants.t.max_revisions"), "{e}");
+    }
+
+    #[test]
     fn integer_rates_and_semantic_errors() {
         let c = load_str("version = 1\n[rate_limit]\nrate = 5\nburst = 10\n", &[])
             .map_err(|e| e.to_string())

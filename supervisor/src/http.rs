@@ -2,13 +2,16 @@
 //! and per client address, header, body and stalled-write timeouts,
 //! graceful close on drain), routing, the small
 //! endpoints, and the envelope every response gets: `X-Request-Id`, the
-//! request-count metric and one log line per validate request.
+//! request-count metric and one log line per evaluation (`/api/validate`
+//! and evaluate-by-name). The stored policies' API is in
+//! [`crate::registry::routes`].
 
 use crate::api::{error_body, ApiError};
 use crate::app::App;
 use crate::body::Body;
 use crate::ids::{new_request_id, valid_request_id};
 use crate::playground::Asset;
+use crate::registry::routes::{self as policies, Resource};
 use crate::validate::{self, ValidateInput, ValidateLog};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -42,6 +45,8 @@ enum Endpoint {
     MetricsProm,
     OpenApi,
     Playground(Asset),
+    /// Stored policies, `/api/v1/policies…`.
+    Policies(Resource),
     Unknown,
 }
 
@@ -55,11 +60,15 @@ impl Endpoint {
             Endpoint::MetricsProm => "metrics_prom",
             Endpoint::OpenApi => "openapi",
             Endpoint::Playground(_) => "playground",
+            Endpoint::Policies(r) => r.name(),
             Endpoint::Unknown => "other",
         }
     }
 
     fn route(path: &str) -> Endpoint {
+        if let Some(r) = Resource::of(path) {
+            return Endpoint::Policies(r);
+        }
         match path {
             "/api/validate" => Endpoint::Validate,
             "/api/health" => Endpoint::Health,
@@ -71,12 +80,32 @@ impl Endpoint {
         }
     }
 
-    fn method(self) -> Option<Method> {
+    /// Whether the endpoint takes `m` (HEAD wherever GET).
+    fn allows(self, m: &Method) -> bool {
         match self {
-            Endpoint::Validate => Some(Method::POST),
-            Endpoint::Unknown => None,
-            _ => Some(Method::GET),
+            Endpoint::Validate => *m == Method::POST,
+            Endpoint::Policies(r) => r.op(m).is_some(),
+            Endpoint::Unknown => false,
+            _ => *m == Method::GET || *m == Method::HEAD,
         }
+    }
+
+    /// The `Allow` header of a 405.
+    fn allow(self) -> Option<&'static str> {
+        match self {
+            Endpoint::Validate => Some("POST"),
+            Endpoint::Policies(r) => Some(r.allow()),
+            Endpoint::Unknown => None,
+            _ => Some("GET, HEAD"),
+        }
+    }
+
+    /// An evaluation: its log line and its refusals are counted as such.
+    fn evaluates(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Validate | Endpoint::Policies(Resource::Evaluate)
+        )
     }
 }
 
@@ -352,13 +381,11 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
         endpoint = Endpoint::Unknown;
     }
     let method = req.method().clone();
-    let allowed = endpoint.method();
+    let allowed = endpoint.allow();
     let mut log = ValidateLog::default();
-    let result: Result<Response<Body>, ApiError> = match &allowed {
+    let result: Result<Response<Body>, ApiError> = match allowed {
         None => Err(ApiError::NotFound),
-        Some(m) if *m != method && !(*m == Method::GET && method == Method::HEAD) => {
-            Err(ApiError::MethodNotAllowed)
-        }
+        Some(_) if !endpoint.allows(&method) => Err(ApiError::MethodNotAllowed),
         Some(_) => match endpoint {
             Endpoint::Validate => {
                 let (parts, body) = req.into_parts();
@@ -379,6 +406,26 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
             Endpoint::MetricsProm => Ok(metrics_prom(app)),
             Endpoint::OpenApi => Ok(openapi()),
             Endpoint::Playground(asset) => Ok(crate::playground::response(asset)),
+            Endpoint::Policies(resource) => match resource.op(&method) {
+                Some(op) => {
+                    let path = req.uri().path().to_string();
+                    let query = req.uri().query().map(str::to_string);
+                    let (parts, body) = req.into_parts();
+                    let input = policies::Input {
+                        request: ValidateInput {
+                            headers: parts.headers,
+                            body,
+                            peer,
+                            received,
+                            received_wall,
+                        },
+                        path,
+                        query,
+                    };
+                    policies::handle(app, op, &request_id, input, &mut log).await
+                }
+                None => Err(ApiError::MethodNotAllowed),
+            },
             Endpoint::Unknown => Err(ApiError::NotFound),
         },
     };
@@ -395,13 +442,18 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
     let status = resp.status().as_u16();
     app.metrics.request(endpoint.name(), status);
     if let Some(code) = code {
-        if endpoint == Endpoint::Validate && status != 500 {
+        if endpoint.evaluates() && status != 500 {
             app.metrics.rejected(code);
         }
     }
-    if endpoint == Endpoint::Validate {
+    if endpoint.evaluates() {
         let total = received.elapsed();
-        app.metrics.validate_latency(total);
+        if endpoint == Endpoint::Validate {
+            app.metrics.validate_latency(total);
+        }
+        // Evaluate-by-name only (absent from `/api/validate`'s lines).
+        let policy = log.stored.as_ref().map(|(name, _)| name.as_str());
+        let revision = log.stored.as_ref().map(|(_, n)| *n);
         let (q, p, c, e) = log.timings.unwrap_or_default();
         // One event with everything, no span: the JSON log has no use for
         // spans, and recording one cost about as much as the line itself.
@@ -417,7 +469,10 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
             checkUs = c,
             evalUs = e,
             totalUs = total.as_micros() as u64,
-            "validate"
+            policy,
+            revision,
+            "{}",
+            endpoint.name()
         );
     } else {
         tracing::debug!(
@@ -438,7 +493,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     r
 }
 
-fn error_response(request_id: &str, e: &ApiError, allowed: Option<Method>) -> Response<Body> {
+fn error_response(request_id: &str, e: &ApiError, allowed: Option<&'static str>) -> Response<Body> {
     let mut r = json_response(e.status(), error_body(request_id, e));
     if let Some(s) = e.retry_after() {
         if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
@@ -451,15 +506,8 @@ fn error_response(request_id: &str, e: &ApiError, allowed: Option<Method>) -> Re
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         ApiError::MethodNotAllowed => {
-            if let Some(m) = allowed {
-                let v = if m == Method::GET {
-                    "GET, HEAD"
-                } else {
-                    m.as_str()
-                };
-                if let Ok(v) = HeaderValue::from_str(v) {
-                    r.headers_mut().insert(ALLOW, v);
-                }
+            if let Some(v) = allowed {
+                r.headers_mut().insert(ALLOW, HeaderValue::from_static(v));
             }
         }
         _ => {}
@@ -478,25 +526,40 @@ fn health(app: &App, request_id: &str) -> Response<Body> {
 
 fn readiness(app: &App, request_id: &str) -> Response<Body> {
     let s = app.snapshot();
+    let store_down = !app.registry.available();
+    // A store that does not answer leaves the replica able to evaluate
+    // (the policies already loaded, and /api/validate): it stays in
+    // service, 200, and says why it is degraded. Taking every replica out
+    // of a load balancer when the database goes away would stop exactly
+    // what must go on.
     let status = if app.draining() {
         "draining"
     } else if !app.pool.has_capacity() {
         "not_ready"
     } else if app.pool.in_backoff() {
         "crash_loop"
+    } else if store_down {
+        "degraded"
     } else {
         "ready"
+    };
+    let reasons: Vec<&str> = if store_down {
+        vec![crate::api::ApiError::StoreUnavailable.code().as_str()]
+    } else {
+        Vec::new()
     };
     let v = serde_json::json!({
         "requestId": request_id,
         "status": status,
+        "reasons": reasons,
+        "store": app.registry.health_json(),
         "workers": s.workers_json(),
         "inflight": s.inflight,
         "maxInflight": app.settings().config.pool.max_inflight,
         "queueDepth": s.queue_depth,
         "buildVersion": env!("CARGO_PKG_VERSION"),
     });
-    let code = if status == "ready" {
+    let code = if status == "ready" || status == "degraded" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

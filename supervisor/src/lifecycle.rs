@@ -67,6 +67,8 @@ pub async fn serve(
         });
     }
 
+    // Stored policies: follow the store's changes (other replicas' too).
+    tokio::spawn(crate::registry::sync::run(app.clone()));
     let conns = Arc::new(http::Connections::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (close_tx, close_rx) = tokio::sync::watch::channel(false);

@@ -23,6 +23,7 @@ mod metrics;
 mod openapi;
 mod playground;
 mod pool;
+mod registry;
 mod restart;
 mod signals;
 mod store;
@@ -192,6 +193,22 @@ fn run(cli: Cli) -> i32 {
             return 1;
         }
     };
+    // The stored policies, all loaded before the first request.
+    let registry = match runtime.block_on(registry::Registry::open(&config.store, metrics.clone()))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "start-up failed: cannot open the policy store");
+            eprintln!("omnid: start-up failed: cannot open the policy store: {e}");
+            pool.shutdown(Duration::from_secs(2));
+            return 1;
+        }
+    };
+    tracing::info!(
+        backend = registry.backend(),
+        policies = registry.served_count(),
+        "policy store open"
+    );
     let sandbox_line = sandbox_summary(&config, &pool.sandbox);
     let workers_ready = format!(
         "workers ready: {n}/{n} in {} ms",
@@ -201,6 +218,7 @@ fn run(cli: Cli) -> i32 {
     let app = Arc::new(App::new(
         Settings::new(config.clone(), tokens),
         pool,
+        registry,
         metrics,
     ));
     let load = move || load(&cli);

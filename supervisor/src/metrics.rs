@@ -3,7 +3,10 @@
 //! `prometheus-client` registry, and JSON (`/api/metrics`) from mirrors that
 //! are updated by the same calls, so the two cannot disagree. Labels have
 //! bounded values only (endpoint names, status codes, reasons, phases):
-//! never a path, tenant, policy id or client address.
+//! never a path, policy id or client address. The one exception is
+//! `omnid_policy_served_revision{tenant,policy}`, one series per stored
+//! policy a replica serves (bounded by the store's quotas, removed when the
+//! policy is deleted): which revision each replica serves is the point.
 
 use crate::lock::lock;
 use crate::restart::RestartReason;
@@ -42,6 +45,12 @@ struct StateLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
     code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    tenant: String,
+    policy: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,6 +129,7 @@ pub struct Metrics {
     rejected: Family<CodeLabels, Counter>,
     cache_hits: Counter,
     cache_misses: Counter,
+    served: Family<PolicyLabels, Gauge>,
     uptime: Gauge,
     // JSON mirrors.
     mirror: Mutex<Mirror>,
@@ -217,6 +227,12 @@ impl Metrics {
             "Evaluations that parsed and checked the policy",
             cache_misses.clone(),
         );
+        let served = Family::<PolicyLabels, Gauge>::default();
+        r.register(
+            "policy_served_revision",
+            "The revision of each stored policy this replica evaluates now",
+            served.clone(),
+        );
         let uptime = Gauge::default();
         r.register_with_unit(
             "uptime",
@@ -254,6 +270,7 @@ impl Metrics {
             rejected,
             cache_hits,
             cache_misses,
+            served,
             uptime,
             mirror: Mutex::new(Mirror::default()),
             latency_sc: SumCount::default(),
@@ -323,6 +340,25 @@ impl Metrics {
         } else {
             self.cache_misses.inc();
             self.cache_misses_n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The revision of `policy` of `tenant` this replica serves (`None`:
+    /// none any more; its series goes).
+    pub fn served_revision(&self, tenant: &str, policy: &str, revision: Option<u64>) {
+        let labels = PolicyLabels {
+            tenant: tenant.to_string(),
+            policy: policy.to_string(),
+        };
+        match revision {
+            Some(n) => {
+                self.served
+                    .get_or_create(&labels)
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            None => {
+                self.served.remove(&labels);
+            }
         }
     }
 
@@ -465,5 +501,22 @@ mod tests {
         assert_eq!(j["requests"]["validate"]["200"], 1);
         assert_eq!(j["workerRestarts"]["timeout"], 1);
         assert_eq!(j["cache"]["hits"], 1);
+    }
+
+    #[test]
+    fn served_revisions_are_labelled_by_tenant_and_policy_and_go_on_delete() {
+        let m = Metrics::new();
+        m.served_revision("acme", "door.main", Some(3));
+        m.served_revision("beta", "x", Some(1));
+        m.served_revision("beta", "x", Some(2));
+        let text = m.render_prometheus(&Snapshot::default());
+        assert!(text.contains("# TYPE omnid_policy_served_revision gauge"));
+        assert!(
+            text.contains("omnid_policy_served_revision{tenant=\"acme\",policy=\"door.main\"} 3")
+        );
+        assert!(text.contains("omnid_policy_served_revision{tenant=\"beta\",policy=\"x\"} 2"));
+        m.served_revision("acme", "door.main", None);
+        let text = m.render_prometheus(&Snapshot::default());
+        assert!(!text.contains("door.main"), "{text}");
     }
 }

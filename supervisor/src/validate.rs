@@ -5,9 +5,9 @@
 //! worker) → respond. The context is never parsed here: it travels to the worker as
 //! raw bytes, where the sandbox is.
 
-use crate::api::{validate_body, ApiError, TimingsJson, ValidateRequest};
+use crate::api::{validate_body, ApiError, TimingsJson, ValidateOptions, ValidateRequest};
 use crate::app::{App, Effective, Settings};
-use crate::auth::AuthResult;
+use crate::auth::{AuthResult, Caller};
 use crate::limits::{client_ip, retry_after_secs, InflightGuard};
 use crate::pool::{JobReply, JobResult, SubmitError, Work};
 use bytes::Bytes;
@@ -28,6 +28,8 @@ pub struct ValidateLog {
     pub policy_id: Option<String>,
     pub cache_hit: Option<bool>,
     pub timings: Option<(u64, u64, u64, u64)>,
+    /// Evaluate-by-name: the stored policy's name and the revision evaluated.
+    pub stored: Option<(String, u64)>,
 }
 
 pub struct ValidateInput {
@@ -48,7 +50,7 @@ pub async fn handle(
     req: ValidateInput,
     log: &mut ValidateLog,
 ) -> Result<Vec<u8>, ApiError> {
-    let admitted = admit(app, &req, log)?;
+    let admitted = admit(app, &req.headers, req.peer, BodyRule::Json, log)?;
     let body_timeout = Duration::from_millis(admitted.settings.config.http.body_timeout_ms);
     let body = read_body(req.body, admitted.eff.max_body, body_timeout).await?;
     let work = build_work(&admitted, request_id, &body, req.received_wall)?;
@@ -68,39 +70,68 @@ pub async fn handle(
 
 /// A request let in: who asks, under which limits, holding an in-flight
 /// slot until it is answered.
-struct Admitted {
-    settings: Arc<Settings>,
-    tenant: Option<String>,
+pub(crate) struct Admitted {
+    pub settings: Arc<Settings>,
+    pub tenant: Option<String>,
+    /// The name of the caller's token (auth on), for the change history.
+    pub token_name: Option<String>,
     /// Who the request is charged to: `t:TENANT`, or `a:ADDRESS` for an
     /// anonymous client (the rate limit, the fair share, the failure
     /// budget and quarantine all key on it).
-    owner: String,
-    eff: Effective,
+    pub owner: String,
+    pub eff: Effective,
     _slot: InflightGuard,
 }
 
-/// Everything decided before the body is read: draining → auth → rate →
-/// media type → declared length → in-flight cap.
-fn admit(app: &App, req: &ValidateInput, log: &mut ValidateLog) -> Result<Admitted, ApiError> {
+/// What a request's body must be, checked on its headers before it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyRule {
+    /// JSON (`Content-Type: application/json`) of at most `limits.max_body_bytes`.
+    Json,
+    /// A policy text: any media type, at most the caller's policy size limit.
+    PolicyText,
+    /// None is read (whatever is sent is ignored).
+    Ignored,
+}
+
+/// Everything decided before the body is read, for every endpoint that
+/// does work for a caller: draining → auth → rate → media type → declared
+/// length → in-flight cap.
+pub(crate) fn admit(
+    app: &App,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    body: BodyRule,
+    log: &mut ValidateLog,
+) -> Result<Admitted, ApiError> {
     if app.draining() {
         return Err(ApiError::Draining);
     }
     let settings = app.settings();
     let cfg = &settings.config;
-    let tenant = authenticate(&settings, &req.headers, log)?;
+    let caller = authenticate(&settings, headers, log)?;
+    let (tenant, token_name) = match caller {
+        Some(c) => (Some(c.tenant), Some(c.token_name)),
+        None => (None, None),
+    };
     let eff = settings.effective(tenant.as_deref());
-    let owner = owner_key(&settings, tenant.as_deref(), req);
+    let owner = owner_key(&settings, tenant.as_deref(), headers, peer);
     rate_limit(app, &settings, &eff, &owner)?;
-    if !is_json(&req.headers) {
+    if body == BodyRule::Json && !is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let declared = req
-        .headers
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > eff.max_body as u64) {
-        return Err(ApiError::BodyTooLarge(eff.max_body));
+    match body {
+        BodyRule::Json if declared.is_some_and(|n| n > eff.max_body as u64) => {
+            return Err(ApiError::BodyTooLarge(eff.max_body));
+        }
+        BodyRule::PolicyText if declared.is_some_and(|n| n > policy_body_max(&eff) as u64) => {
+            return Err(ApiError::PolicyTooLarge(policy_body_max(&eff)));
+        }
+        _ => {}
     }
     let slot = app
         .inflight
@@ -112,51 +143,60 @@ fn admit(app: &App, req: &ValidateInput, log: &mut ValidateLog) -> Result<Admitt
     Ok(Admitted {
         settings,
         tenant,
+        token_name,
         owner,
         eff,
         _slot: slot,
     })
 }
 
-/// Who is asking: the tenant of the bearer token when auth is on.
+/// The largest policy text a caller may send as a body: its policy size
+/// limit, and never more than its body limit.
+pub(crate) fn policy_body_max(eff: &Effective) -> usize {
+    eff.language.policy_bytes.min(eff.max_body)
+}
+
+/// Who is asking: the tenant and token name of the bearer token when auth is on.
 fn authenticate(
     settings: &Settings,
     headers: &HeaderMap,
     log: &mut ValidateLog,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<Caller>, ApiError> {
     let cfg = &settings.config;
-    let tenant = if cfg.auth.enabled {
+    let caller = if cfg.auth.enabled {
         match settings
             .tokens
             .check(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
         {
-            AuthResult::Tenant(t) => {
-                if cfg.tenants.get(&t).is_some_and(|s| !s.enabled) {
-                    log.tenant = Some(t);
+            AuthResult::Tenant(c) => {
+                if cfg.tenants.get(&c.tenant).is_some_and(|s| !s.enabled) {
+                    log.tenant = Some(c.tenant);
                     return Err(ApiError::Forbidden);
                 }
-                Some(t)
+                Some(c)
             }
             AuthResult::Missing | AuthResult::Unknown => return Err(ApiError::Unauthorized),
         }
     } else {
         None
     };
-    log.tenant = tenant.clone();
-    Ok(tenant)
+    log.tenant = caller.as_ref().map(|c| c.tenant.clone());
+    Ok(caller)
 }
 
 /// Who a request is charged to: its tenant when authenticated, else its
 /// client address (behind a trusted proxy, the address the proxy names).
-fn owner_key(settings: &Settings, tenant: Option<&str>, req: &ValidateInput) -> String {
+fn owner_key(
+    settings: &Settings,
+    tenant: Option<&str>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> String {
     match tenant {
         Some(t) => format!("t:{t}"),
         None => {
-            let xff = req
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok());
-            format!("a:{}", client_ip(req.peer, xff, &settings.trusted_proxies))
+            let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+            format!("a:{}", client_ip(peer, xff, &settings.trusted_proxies))
         }
     }
 }
@@ -190,23 +230,52 @@ fn build_work(
     body: &[u8],
     received_wall: SystemTime,
 ) -> Result<Work, ApiError> {
-    let Admitted {
-        settings,
-        tenant,
-        owner,
-        eff,
-        ..
-    } = admitted;
     let parsed = parse_request(body)?;
-    if parsed.code.len() > eff.language.policy_bytes {
-        return Err(ApiError::PolicyTooLarge(eff.language.policy_bytes));
+    let max = admitted.eff.language.policy_bytes;
+    if parsed.code.len() > max {
+        return Err(ApiError::PolicyTooLarge(max));
     }
-    let context = raw_context(parsed.context, eff.language.context.max_bytes)?;
-    let now_unix_nanos = match &parsed.now {
+    let run = run_spec(
+        admitted,
+        parsed.context,
+        parsed.now.as_deref(),
+        parsed.options,
+        received_wall,
+    )?;
+    let policy_id = omni::policy::policy_id(parsed.code.as_bytes());
+    Ok(work(
+        admitted,
+        request_id,
+        policy_id,
+        parsed.code.into(),
+        run,
+    ))
+}
+
+/// How one evaluation runs, whatever the policy: its context, its `now`,
+/// the options the worker gets and the deadline.
+pub(crate) struct RunSpec {
+    pub context: Option<Vec<u8>>,
+    pub now_unix_nanos: i64,
+    pub options: RequestOptions,
+    pub deadline: Duration,
+}
+
+/// The request's `context`, `now` and `options`, held to the caller's limits.
+pub(crate) fn run_spec(
+    admitted: &Admitted,
+    context: Option<&RawValue>,
+    now: Option<&str>,
+    options: Option<ValidateOptions>,
+    received_wall: SystemTime,
+) -> Result<RunSpec, ApiError> {
+    let Admitted { settings, eff, .. } = admitted;
+    let context = raw_context(context, eff.language.context.max_bytes)?;
+    let now_unix_nanos = match now {
         Some(s) => parse_now(s)?,
         None => unix_nanos(received_wall),
     };
-    let opts = parsed.options.unwrap_or_default();
+    let opts = options.unwrap_or_default();
     let deadline = match opts.timeout_ms {
         Some(0) => {
             return Err(ApiError::InvalidRequest(
@@ -218,20 +287,49 @@ fn build_work(
     };
     let strict = opts.strict.unwrap_or(settings.config.limits.strict);
     let options = request_options(settings, eff, strict, opts.trace.unwrap_or(false));
-    let policy_id = omni::policy::policy_id(parsed.code.as_bytes());
-    let cache_key = cache_key(&policy_id, tenant.as_deref(), &options);
-    Ok(Work {
-        request_id: request_id.to_string(),
-        tenant: tenant.clone(),
-        owner: owner.clone(),
-        policy_id,
-        cache_key,
-        text: parsed.code,
+    Ok(RunSpec {
         context,
         now_unix_nanos,
         options,
         deadline,
     })
+}
+
+/// A check of a policy text with nothing evaluated (no context): under the
+/// caller's limits and default profile, so the compiled policy the worker
+/// keeps is the one a later default evaluation looks up.
+pub(crate) fn check_spec(admitted: &Admitted) -> RunSpec {
+    let Admitted { settings, eff, .. } = admitted;
+    RunSpec {
+        context: None,
+        now_unix_nanos: 0,
+        options: request_options(settings, eff, settings.config.limits.strict, false),
+        deadline: eff.timeout,
+    }
+}
+
+/// The work of one request: `text` is the policy whose id is `policy_id`
+/// (shared, never copied: a worker holding it compiled gets the id only).
+pub(crate) fn work(
+    admitted: &Admitted,
+    request_id: &str,
+    policy_id: String,
+    text: Arc<str>,
+    run: RunSpec,
+) -> Work {
+    let cache_key = cache_key(&policy_id, admitted.tenant.as_deref(), &run.options);
+    Work {
+        request_id: request_id.to_string(),
+        tenant: admitted.tenant.clone(),
+        owner: admitted.owner.clone(),
+        policy_id,
+        cache_key,
+        text,
+        context: run.context,
+        now_unix_nanos: run.now_unix_nanos,
+        options: run.options,
+        deadline: run.deadline,
+    }
 }
 
 /// The field `now`: an RFC 3339 timestamp, as Unix nanoseconds.
@@ -245,7 +343,7 @@ fn parse_now(s: &str) -> Result<i64, ApiError> {
 }
 
 /// Why the pool did not answer with a result, as the API says it.
-fn submit_error(e: SubmitError) -> ApiError {
+pub(crate) fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::Quarantined(left) => ApiError::PolicyQuarantined(left.as_secs().max(1)),
         SubmitError::TenantBackoff(left) => ApiError::TenantBackoff(left.as_secs().max(1)),
@@ -258,7 +356,7 @@ fn submit_error(e: SubmitError) -> ApiError {
 
 /// The pool's answer as the response body, with the phase metrics and the
 /// log line's timings.
-fn respond(
+pub(crate) fn respond(
     app: &App,
     request_id: &str,
     policy_id: &str,
@@ -298,12 +396,16 @@ fn respond(
 /// that fails is parsed again with the path tracking that names the
 /// field in the error (the tracking costs on every request otherwise).
 fn parse_request(body: &[u8]) -> Result<ValidateRequest<'_>, ApiError> {
-    if let Ok(parsed) = serde_json::from_slice::<ValidateRequest>(body) {
+    parse_strict(body)
+}
+
+/// A JSON request body of type `T`, strictly (see [`parse_request`]).
+pub(crate) fn parse_strict<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    if let Ok(parsed) = serde_json::from_slice::<T>(body) {
         return Ok(parsed);
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed: ValidateRequest =
-        serde_path_to_error::deserialize(&mut de).map_err(ApiError::from_json)?;
+    let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(ApiError::from_json)?;
     de.end()
         .map_err(|_| ApiError::InvalidJson("trailing characters after the JSON value".into()))?;
     Ok(parsed)
@@ -326,7 +428,11 @@ fn is_json(h: &HeaderMap) -> bool {
 }
 
 /// Reads the body under `max` bytes and the body timeout.
-async fn read_body(body: Incoming, max: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(
+    body: Incoming,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let read = async move {
         let mut body = body;
         // A body that arrives in one piece is used as it is, without a copy.

@@ -108,7 +108,7 @@ impl Client {
         let first = c.call(
             PolicySource::Text {
                 policy_id: w.policy_id.clone(),
-                text: w.text.clone(),
+                text: w.text.as_str().into(),
             },
             Some(&w.context),
         );
@@ -200,7 +200,7 @@ impl CodePath {
             id: 0,
             policy: PolicySource::Text {
                 policy_id: w.policy_id.clone(),
-                text: w.text.clone(),
+                text: w.text.as_str().into(),
             },
             context: None,
             now_unix_nanos: NOW_NANOS,

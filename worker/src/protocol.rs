@@ -9,6 +9,7 @@ pub use omni::ErrorCode;
 use omni::{CheckOptions, Features, Limits, Profile};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 /// Largest request frame: a 100 KB policy and a 100 KB context with room to spare.
 pub const MAX_REQUEST_FRAME: usize = 1 << 20;
@@ -23,9 +24,10 @@ pub const EXIT_SANDBOX_FAILED: i32 = 66;
 pub const EXIT_USAGE: i32 = 64;
 
 /// The policy to evaluate: its text, or only its id when the worker has it cached.
+/// The text is shared (`Arc`): the supervisor sends the copy its caller holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PolicySource {
-    Text { policy_id: String, text: String },
+    Text { policy_id: String, text: Arc<str> },
     Cached { policy_id: String },
 }
 
@@ -78,7 +80,13 @@ impl Default for RequestOptions {
 pub struct Request {
     pub id: u64,
     pub policy: PolicySource,
-    /// The context as raw JSON bytes, parsed inside the sandbox. `None`: check only.
+    /// The context as raw JSON bytes, parsed inside the sandbox.
+    ///
+    /// `None` makes this a check-only job: parse and check, no context, no
+    /// evaluation. The reply ([`Reply::Done`]) carries the diagnostics (all
+    /// severities) and no decision, and a policy without errors is kept in
+    /// the cache as an evaluation would keep it (`kept` says so), so the
+    /// first evaluation after a check (storing a policy) is a cache hit.
     /// Encoded as one byte string (length and bytes), not as a sequence of
     /// `u8` elements: a 100 KB context costs a copy, not 100,000 calls.
     #[serde(with = "opt_bytes")]

@@ -462,6 +462,44 @@ mod tests {
         }
     }
 
+    fn done(reply: Reply) -> Box<Evaluated> {
+        match reply {
+            Reply::Done(e) => e,
+            other => panic!("expected Done, got {other:?}"),
+        }
+    }
+
+    /// A check-only job (no context) parses and checks, evaluates nothing,
+    /// returns the diagnostics, and keeps the compiled policy, so the first
+    /// evaluation sent with the id alone is a cache hit.
+    #[test]
+    fn a_check_only_job_keeps_the_policy_for_the_first_evaluation() {
+        let mut state = WorkerState::new(&WorkerConfig::default());
+        let checked = done(state.handle(text("p", WARM_UP_POLICY)));
+        assert!(!checked.has_errors);
+        assert!(!checked.cache_hit && checked.kept);
+        assert!(checked.decision_json.is_none(), "nothing evaluated");
+        assert_eq!(checked.timings.eval_us, 0);
+        assert_eq!(state.cache_stats().inserts, 1);
+        let mut eval = text("p", "");
+        eval.policy = PolicySource::Cached {
+            policy_id: "p".into(),
+        };
+        eval.context = Some(br#"{"Battery": 15, "Name": "warm", "Items": []}"#.to_vec());
+        let evaluated = done(state.handle(eval));
+        assert!(evaluated.cache_hit, "the check compiled it");
+        assert_eq!(evaluated.diagnostics_json, checked.diagnostics_json);
+        assert!(evaluated
+            .decision_json
+            .as_deref()
+            .is_some_and(|d| d.contains("ReturnToHome")));
+        // Errors: their diagnostics come back, nothing is kept.
+        let bad = done(state.handle(text("bad", "RULE:\n- IF THEN\n")));
+        assert!(bad.has_errors && !bad.kept && bad.decision_json.is_none());
+        assert!(bad.diagnostics_json.contains("\"severity\":\"error\""));
+        assert_eq!(state.cache_len(), 1);
+    }
+
     fn kept(reply: Reply) -> bool {
         match reply {
             Reply::Done(e) => e.kept,

@@ -164,6 +164,11 @@ impl Run {
                 cmd.env_remove(k);
             }
         }
+        // Its policy store in the run's directory, not the working one.
+        cmd.env(
+            "OMNID_STORE_PATH",
+            self.tmp.join(format!("omnid-{tag}-store.db")),
+        );
         for (k, v) in env {
             cmd.env(k, v);
         }

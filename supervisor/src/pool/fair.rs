@@ -142,7 +142,7 @@ mod tests {
                 owner: owner.to_string(),
                 policy_id: String::new(),
                 cache_key: String::new(),
-                text: String::new(),
+                text: "".into(),
                 context: None,
                 now_unix_nanos: 0,
                 options: RequestOptions::default(),

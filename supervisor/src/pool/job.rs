@@ -6,6 +6,7 @@ use crate::restart::RestartReason;
 use omni_worker::protocol::{
     encode_frame, Evaluated, Failure, PolicySource, Request, RequestOptions,
 };
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What an evaluation needs; built by the HTTP side, consumed by a driver.
@@ -25,7 +26,9 @@ pub struct Work {
     /// plus a suffix when the tenant or compile options differ from the
     /// deployment default, so a cache hit never crosses tenants or options.
     pub cache_key: String,
-    pub text: String,
+    /// The policy text, shared with whoever holds it (a stored policy's
+    /// registry entry): sent, never copied, and only on a cache miss.
+    pub text: Arc<str>,
     pub context: Option<Vec<u8>>,
     pub now_unix_nanos: i64,
     pub options: RequestOptions,
@@ -55,7 +58,7 @@ impl Work {
             } else {
                 PolicySource::Text {
                     policy_id: std::mem::take(&mut self.cache_key),
-                    text: std::mem::take(&mut self.text),
+                    text: self.text.clone(),
                 }
             },
             context: self.context.take(),
@@ -69,10 +72,8 @@ impl Work {
                 policy_id: String::new(),
             },
         ) {
-            PolicySource::Cached { policy_id } => self.cache_key = policy_id,
-            PolicySource::Text { policy_id, text } => {
-                self.cache_key = policy_id;
-                self.text = text;
+            PolicySource::Cached { policy_id } | PolicySource::Text { policy_id, .. } => {
+                self.cache_key = policy_id
             }
         }
         self.context = req.context.take();

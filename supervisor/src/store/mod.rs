@@ -324,6 +324,11 @@ impl Store {
         dispatch!(self, s => s.active_policy(tenant, name))
     }
 
+    /// The store's schema version (its highest applied migration).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.schema_version())
+    }
+
     /// Whether the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping())
@@ -511,8 +516,9 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-/// The first version that is not applied yet, after checking the store is
-/// not newer than this build.
+/// The migrations not applied yet, in order, after checking the store is
+/// not newer than this build (an older omnid must not write to a schema it
+/// does not know).
 pub(crate) fn pending<'a>(
     all: &'a [Migration],
     applied: &[i64],

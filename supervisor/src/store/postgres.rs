@@ -28,7 +28,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row};
 
 /// The schema, in order; a version is never edited once released.
-const MIGRATIONS: &[Migration] = &[Migration {
+pub(super) const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "policies",
     sql: include_str!("migrations/postgres/0001_policies.sql"),
@@ -738,6 +738,26 @@ impl PostgresStore {
                     .await
                     .map_err(pg)?;
                 row.as_ref().map(active_row).transpose()
+            }
+            .await;
+            conn.finish(out).await
+        })
+        .await
+    }
+
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.bounded(async {
+            let conn = self.inner.pool.read().await?;
+            let out = async {
+                conn.c()?
+                    .query_one(
+                        "SELECT COALESCE(max(version), 0) FROM schema_migrations",
+                        &[],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .try_get(0)
+                    .map_err(pg)
             }
             .await;
             conn.finish(out).await

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The schema, in order; a version is never edited once released.
-const MIGRATIONS: &[Migration] = &[Migration {
+pub(super) const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "policies",
     sql: include_str!("migrations/sqlite/0001_policies.sql"),
@@ -545,6 +545,18 @@ impl SqliteStore {
                 active_row,
             )
             .optional()
+            .map_err(db)
+        })
+        .await
+    }
+
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT COALESCE(max(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
             .map_err(db)
         })
         .await

@@ -117,7 +117,7 @@ fn examples_through_a_sandboxed_worker_match_in_process_evaluation() {
                 id,
                 policy: PolicySource::Text {
                     policy_id: policy_id.clone(),
-                    text: text.clone(),
+                    text: text.as_str().into(),
                 },
                 context: ctx.clone(),
                 now_unix_nanos: NOW_NANOS,
