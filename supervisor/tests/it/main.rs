@@ -10,4 +10,5 @@ mod guards;
 mod isolation;
 mod lifecycle;
 mod playground;
+mod policy_cli;
 mod tenant_budgets;

@@ -421,14 +421,15 @@ impl Client {
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| format!("HTTP status {}", reply.status));
         let name = subject.name.unwrap_or("?").to_string();
-        match (reply.status, code) {
+        use omni::ErrorCode as E;
+        match (reply.status, E::parse(code)) {
             (401, _) if self.token.is_some() => ClientError::Unauthorized,
             (401, _) => ClientError::TokenRequired {
                 server: self.base.clone(),
             },
             (403, _) => ClientError::Forbidden(message),
-            (404, "policy_not_found") => ClientError::PolicyNotFound(name),
-            (404, "revision_not_found") => ClientError::RevisionNotFound {
+            (_, Some(E::PolicyNotFound)) => ClientError::PolicyNotFound(name),
+            (_, Some(E::RevisionNotFound)) => ClientError::RevisionNotFound {
                 name,
                 revision: subject
                     .revision
@@ -437,13 +438,15 @@ impl Client {
             (404, _) => ClientError::NoApi {
                 server: self.base.clone(),
             },
-            (412, _) => ClientError::Conflict { name, active: None },
+            (412, _) | (_, Some(E::PreconditionFailed)) => {
+                ClientError::Conflict { name, active: None }
+            }
             (429 | 500..=599, _) => ClientError::Unavailable {
                 code: code.to_string(),
                 message,
             },
-            (400..=499, c) if !c.is_empty() => ClientError::Refused {
-                code: c.to_string(),
+            (400..=499, _) if !code.is_empty() => ClientError::Refused {
+                code: code.to_string(),
                 message,
             },
             (status, _) => ClientError::Unexpected {

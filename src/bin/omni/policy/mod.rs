@@ -84,7 +84,8 @@ pub struct PushArgs {
     /// Store the revision without making it active.
     #[arg(long)]
     no_activate: bool,
-    /// Only if revision N is the active one (else exit 5, nothing stored).
+    /// Only if revision N is the active one, 0 for none (else exit 5,
+    /// nothing stored).
     #[arg(long, value_name = "N")]
     if_match: Option<u64>,
     #[command(flatten)]
@@ -106,8 +107,8 @@ pub struct ActivateArgs {
     name: String,
     /// The revision to activate.
     revision: u64,
-    /// The revision you expect to be active now (default: the one the server
-    /// reports just before).
+    /// The revision you expect to be active now, 0 for none (default: the
+    /// one the server reports just before).
     #[arg(long, value_name = "N")]
     if_match: Option<u64>,
     #[command(flatten)]
@@ -117,8 +118,8 @@ pub struct ActivateArgs {
 #[derive(clap::Args, Debug)]
 pub struct NameArgs {
     name: String,
-    /// The revision you expect to be active now (default: the one the server
-    /// reports just before).
+    /// The revision you expect to be active now, 0 for none (default: the
+    /// one the server reports just before).
     #[arg(long, value_name = "N")]
     if_match: Option<u64>,
     #[command(flatten)]
@@ -355,10 +356,11 @@ fn policy_detail(c: &Client, name: &str) -> Result<render::PolicyDetail, ClientE
     parse(c, &reply)
 }
 
-/// `If-Match` for a revision; `*` when there is none to name (a policy
-/// stored with --no-activate only).
+/// `If-Match` for the revision expected to be active, as omnid's `ETag`
+/// writes it: `"0"` when none is (a policy only pushed with --no-activate,
+/// or deleted).
 fn if_match_value(active: Option<u64>) -> String {
-    active.map_or_else(|| "*".to_string(), |n| format!("\"{n}\""))
+    format!("\"{}\"", active.unwrap_or(0))
 }
 
 /// Activate, roll back or delete: conditional on the active revision the
@@ -445,11 +447,10 @@ fn push(
     if reply.status == 412 {
         return Err(conflict(c, &a.name));
     }
-    if reply.status == 422
-        && reply
-            .api_error()
-            .is_some_and(|e| e.code == "policy_invalid")
-    {
+    let code = reply
+        .api_error()
+        .and_then(|e| omni::ErrorCode::parse(&e.code));
+    if code == Some(omni::ErrorCode::PolicyInvalid) {
         if a.format.format == Format::Json {
             emit(c, out, Format::Json, &reply, |_: &serde_json::Value| {
                 String::new()
@@ -624,7 +625,7 @@ mod tests {
     #[test]
     fn if_match_values() {
         assert_eq!(if_match_value(Some(4)), "\"4\"");
-        assert_eq!(if_match_value(None), "*");
+        assert_eq!(if_match_value(None), "\"0\"");
     }
 
     #[test]
