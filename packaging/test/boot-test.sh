@@ -76,6 +76,24 @@ http() {
   [ "$(validate -H "Authorization: Bearer $TOKEN")" = 200 ]
 }
 
+# A policy stored through the API lands in the StateDirectory's SQLite file
+# (owned by the dynamic user) and is evaluated by name.
+POLICY='INTENT: t\nACTOR:\n- Primary: a\nCONTEXT:\n- Domain: d\nRULE:\n- IF Battery < 20%% THEN ReturnToHome\nCONSTRAINT:\n- Legal: l\nIMPACT:\n- Benefit: b\nTRACE:\n- Evidence: e\n'
+stored_policy() {
+  [ "$(code -H "Authorization: Bearer $TOKEN" "$URL/api/v1/policies/boot")" = 200 ]
+  curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"context":{"Battery":15}}' "$URL/api/v1/policies/boot/evaluate" | grep -q '"ReturnToHome"'
+}
+store() {
+  local uid
+  printf "$POLICY" > /root/boot.omni
+  [ "$(code -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: text/plain' \
+        --data-binary @/root/boot.omni "$URL/api/v1/policies/boot")" = 201 ]
+  uid=$(status_field "$(main_pid)" Uid)
+  [ "$(stat -c '%u' /var/lib/private/omnid/policies.db)" = "$uid" ]
+  stored_policy
+}
+
 workers() {
   local pid uid w n=0 main_filters
   pid=$(main_pid)
@@ -154,6 +172,8 @@ upgrade() {
   [ "$(main_pid)" != "$pid" ]
   wait_ready
   [ "$(validate -H "Authorization: Bearer $TOKEN")" = 200 ]
+  # Stored policies survive the upgrade (a new dynamic uid included).
+  stored_policy
 }
 
 stop() {
@@ -190,6 +210,7 @@ purge() {
 t started started
 t dynamic-user dynamic_user
 t http http
+t store store
 t workers workers
 t worker-killed worker_killed
 t reload-tokens reload_tokens
