@@ -152,6 +152,9 @@ want = {
     ("log", "format"): "json",
     ("worker", "namespaces"): False,
     ("rate_limit", "enabled"): True,
+    # One replica's store: SQLite in the unit's StateDirectory.
+    ("store", "path"): "/var/lib/omnid/policies.db",
+    ("store", "url"): "",
 }
 if "playground" in c:  # the key exists in builds with the browser playground
     want[("playground",)] = False
@@ -161,7 +164,7 @@ for path, v in want.items():
         got = got[p]
     assert got == v, f"{'.'.join(path)} = {got!r}, want {v!r}"
 assert c["auth"]["tokens_file"], "auth.tokens_file is empty"
-print("effective configuration: auth on, sandbox on, JSON logs, namespaces off")
+print("effective configuration: auth on, sandbox on, JSON logs, namespaces off, store in /var/lib/omnid")
 EOF
   # Without its tokens file the packaged configuration must be refused.
   if OMNID_AUTH_TOKENS_FILE="$WORK/no-such-file" "$OMNID" --check-config \
@@ -191,7 +194,7 @@ check_unit() {
            'SystemCallArchitectures=native' 'DynamicUser=yes' 'NoNewPrivileges=yes' \
            'ProtectSystem=strict' 'ProtectHome=yes' 'PrivateTmp=yes' 'PrivateDevices=yes' \
            'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6' 'Restart=on-failure' \
-           'RestrictNamespaces=yes'; do
+           'RestrictNamespaces=yes' 'StateDirectory=omnid'; do
     grep -qx "$d" "$UNIT" || fail "missing $d"
   done
   for d in WatchdogSec MemoryMax TasksMax LimitNOFILE; do
@@ -210,6 +213,15 @@ check_unit() {
   fi
   if grep -E '^SystemCallFilter=~' "$UNIT" | grep -Eq '\b(seccomp|capset|prlimit64)\b'; then
     fail "SystemCallFilter denies something the workers need"
+  fi
+  # ProtectSystem=strict leaves only the StateDirectory writable: the
+  # packaged store.path must be in it.
+  local state
+  state=$(sed -n 's/^StateDirectory=//p' "$UNIT")
+  grep -qx "path = \"/var/lib/$state/policies.db\"" packaging/omnid.toml \
+    || fail "store.path is not in /var/lib/$state, the unit's StateDirectory"
+  if grep -Eq '^(ReadOnlyPaths|InaccessiblePaths|TemporaryFileSystem)=.*/var/lib' "$UNIT"; then
+    fail "the unit hides or freezes /var/lib, where the store is"
   fi
   # RestrictNamespaces=yes: the packaged config must not ask for namespaces.
   grep -qx 'namespaces = false' packaging/omnid.toml || fail "worker.namespaces must be false"
@@ -233,7 +245,11 @@ check_nonroot() {
   printf '%s' "$token" | "$OMNID" --hash-token acme > "$WORK/nonroot/tokens"
   chmod 0644 "$WORK/nonroot/tokens"
   : > "$log"
+  # The packaged store.path is the unit's StateDirectory; here a directory
+  # of the same mode that uid 65534 owns.
+  install -d -m 0700 -o 65534 -g 65534 "$WORK/nonroot/state"
   OMNID_LISTEN=127.0.0.1:0 OMNID_WORKERS=2 OMNID_AUTH_TOKENS_FILE="$WORK/nonroot/tokens" \
+    OMNID_STORE_PATH="$WORK/nonroot/state/policies.db" \
     setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all \
     "$WORK/nonroot/bin/omnid" --config "$WORK/nonroot/omnid.toml" >>"$log" 2>&1 &
   SMOKE_PID=$!
@@ -485,13 +501,17 @@ check_k8s() {
   # fields are errors). ServiceMonitor is a CRD: checked structurally below.
   python3 -m kubernetes_validate --strict --kubernetes-version "$K8S_VERSION" \
     namespace.yaml configmap.yaml deployment.yaml service.yaml pdb.yaml \
-    networkpolicy.yaml secret.example.yaml
+    networkpolicy.yaml secret.example.yaml store.secret.example.yaml sqlite/pvc.yaml
   # The ConfigMap's configuration must be valid for this omnid, with the
-  # Deployment's environment.
+  # Deployment's environment (the store URL of the example Secret).
   python3 -c 'import yaml,sys; sys.stdout.write(yaml.safe_load(open("configmap.yaml"))["data"]["omnid.toml"])' \
     > "$WORK/k8s-omnid.toml"
   OMNID_WORKERS=2 OMNID_AUTH_TOKENS_FILE="$WORK/tokens" \
+    OMNID_STORE_URL="$(python3 -c 'import yaml; print(yaml.safe_load(open("store.secret.example.yaml"))["stringData"]["url"])')" \
     "$OMNID" --check-config --config "$WORK/k8s-omnid.toml" > "$WORK/k8s-effective.toml"
+  # Without the Secret (the sqlite/ overlay) the same file is valid too.
+  OMNID_WORKERS=2 OMNID_AUTH_TOKENS_FILE="$WORK/tokens" \
+    "$OMNID" --check-config --config "$WORK/k8s-omnid.toml" > /dev/null
   python3 - "$WORK/k8s-effective.toml" <<'EOF'
 import sys, tomllib, yaml
 eff = tomllib.load(open(sys.argv[1], "rb"))
@@ -561,12 +581,73 @@ netpol = yaml.safe_load(open("networkpolicy.yaml"))
 need(ns["kind"] == "Namespace" and kus["namespace"] == ns["metadata"]["name"], "kustomization namespace")
 for name, doc in (("configmap", cm), ("deployment", dep), ("service", svc), ("pdb", pdb),
                   ("servicemonitor", sm), ("networkpolicy", netpol),
-                  ("secret.example", yaml.safe_load(open("secret.example.yaml")))):
+                  ("secret.example", yaml.safe_load(open("secret.example.yaml"))),
+                  ("store.secret.example", yaml.safe_load(open("store.secret.example.yaml")))):
     need(doc["metadata"].get("namespace") == ns["metadata"]["name"], f"{name}: namespace")
 # The NetworkPolicy: the pods, ingress to the service port only, no egress.
 need(netpol["spec"]["podSelector"]["matchLabels"] == sel, "NetworkPolicy selector")
 need(sorted(netpol["spec"]["policyTypes"]) == ["Egress", "Ingress"], "NetworkPolicy policyTypes")
-need(netpol["spec"].get("egress") in (None, []), "NetworkPolicy must allow no egress")
+egress = sorted((p["port"], p["protocol"]) for r in netpol["spec"].get("egress") or [] for p in r["ports"])
+need(egress == [(53, "TCP"), (53, "UDP"), (5432, "TCP")],
+     "NetworkPolicy egress must be PostgreSQL (5432/TCP) and DNS (53) only")
+# The store: the URL from the Secret (never the ConfigMap), SQLite's path for
+# the single-replica overlay on its volume.
+store_secret = yaml.safe_load(open("store.secret.example.yaml"))
+envs = {e["name"]: e for e in c["env"]}
+ref = envs["OMNID_STORE_URL"]["valueFrom"]["secretKeyRef"]
+need(ref["name"] == store_secret["metadata"]["name"] and ref["key"] in store_secret["stringData"],
+     "OMNID_STORE_URL must come from the omnid-store Secret's url")
+need(not ref.get("optional", False), "OMNID_STORE_URL must be required (replicas on SQLite would disagree)")
+need(not raw.get("store", {}).get("url"), "the ConfigMap must not hold store.url (it has a password)")
+# --check-config prints the URL with its password replaced.
+need(eff["store"]["url"].startswith("postgres://") and "CHANGE-ME" not in eff["store"]["url"],
+     "store.url not taken from OMNID_STORE_URL, or printed with its password")
+sq_kus = yaml.safe_load(open("sqlite/kustomization.yaml"))
+sq_pvc = yaml.safe_load(open("sqlite/pvc.yaml"))
+sq = yaml.safe_load(open("sqlite/deployment-patch.yaml"))
+need(sq_kus["resources"] == ["../", "pvc.yaml"] and sq_kus["namespace"] == ns["metadata"]["name"],
+     "sqlite/kustomization.yaml resources")
+need(sq_kus["patches"] == [{"path": "deployment-patch.yaml",
+                            "target": {"kind": "Deployment", "name": dep["metadata"]["name"]}}],
+     "sqlite/ patches")
+# Apply the JSON patch to the base Deployment (no kustomize here): the ops
+# it uses are replace, test, remove and add.
+import copy
+def walk(doc, path):
+    parts = [p for p in path.split("/")[1:]]
+    for p in parts[:-1]:
+        doc = doc[int(p)] if isinstance(doc, list) else doc[p]
+    return doc, parts[-1]
+patched = copy.deepcopy(dep)
+for op in sq:
+    parent, key = walk(patched, op["path"])
+    if isinstance(parent, list):
+        idx = len(parent) if key == "-" else int(key)
+        if op["op"] == "add":
+            parent.insert(idx, op["value"])
+        elif op["op"] == "remove":
+            parent.pop(idx)
+        elif op["op"] == "test":
+            need(parent[idx] == op["value"], f"sqlite/ patch: test {op['path']} failed")
+        else:
+            parent[idx] = op["value"]
+    else:
+        if op["op"] == "remove":
+            del parent[key]
+        elif op["op"] == "test":
+            need(parent.get(key) == op["value"], f"sqlite/ patch: test {op['path']} failed")
+        else:
+            parent[key] = op["value"]
+pspec = patched["spec"]
+need(pspec["replicas"] == 1 and pspec["strategy"] == {"type": "Recreate"}, "sqlite/: one replica, Recreate")
+(pc,) = pspec["template"]["spec"]["containers"]
+need("OMNID_STORE_URL" not in {e["name"] for e in pc["env"]}, "sqlite/ must drop OMNID_STORE_URL")
+pmounts = {m["name"]: m["mountPath"] for m in pc["volumeMounts"]}
+pvols = {v["name"]: v for v in pspec["template"]["spec"]["volumes"]}
+need(pvols["store"]["persistentVolumeClaim"]["claimName"] == sq_pvc["metadata"]["name"],
+     "sqlite/: the volume is the PersistentVolumeClaim")
+need(raw["store"]["path"].rsplit("/", 1)[0] == pmounts["store"], "sqlite/: store.path is not on the volume")
+need(sq_pvc["metadata"]["namespace"] == ns["metadata"]["name"], "sqlite/pvc.yaml: namespace")
 need([p["port"] for r in netpol["spec"]["ingress"] for p in r["ports"]] == [port],
      "NetworkPolicy ingress must be the service port only")
 # The image digest placeholder (or a real digest) in the kustomization.

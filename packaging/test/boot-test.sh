@@ -63,6 +63,9 @@ dynamic_user() {
   [ "$(status_field "$pid" Seccomp)" = 2 ]
   # The tokens copy made by ExecStartPre=+ belongs to the service user only.
   [ "$(stat -c '%u %a' /run/omnid/tokens)" = "$uid 400" ]
+  # The state directory (the SQLite policy store) is the service user's own.
+  [ "$(prop StateDirectory)" = omnid ]
+  [ "$(stat -L -c '%u %a' /var/lib/omnid)" = "$uid 700" ]
   journalctl -u omnid --no-pager | grep -q "sandbox: seccomp on, no_new_privs on, uid $uid gid"
 }
 
@@ -71,6 +74,24 @@ http() {
   [ "$(code "$URL/api/readiness")" = 200 ]
   [ "$(validate)" = 401 ]
   [ "$(validate -H "Authorization: Bearer $TOKEN")" = 200 ]
+}
+
+# A policy stored through the API lands in the StateDirectory's SQLite file
+# (owned by the dynamic user) and is evaluated by name.
+POLICY='INTENT: t\nACTOR:\n- Primary: a\nCONTEXT:\n- Domain: d\nRULE:\n- IF Battery < 20%% THEN ReturnToHome\nCONSTRAINT:\n- Legal: l\nIMPACT:\n- Benefit: b\nTRACE:\n- Evidence: e\n'
+stored_policy() {
+  [ "$(code -H "Authorization: Bearer $TOKEN" "$URL/api/v1/policies/boot")" = 200 ]
+  curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"context":{"Battery":15}}' "$URL/api/v1/policies/boot/evaluate" | grep -q '"ReturnToHome"'
+}
+store() {
+  local uid
+  printf "$POLICY" > /root/boot.omni
+  [ "$(code -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: text/plain' \
+        --data-binary @/root/boot.omni "$URL/api/v1/policies/boot")" = 201 ]
+  uid=$(status_field "$(main_pid)" Uid)
+  [ "$(stat -c '%u' /var/lib/private/omnid/policies.db)" = "$uid" ]
+  stored_policy
 }
 
 workers() {
@@ -151,6 +172,8 @@ upgrade() {
   [ "$(main_pid)" != "$pid" ]
   wait_ready
   [ "$(validate -H "Authorization: Bearer $TOKEN")" = 200 ]
+  # Stored policies survive the upgrade (a new dynamic uid included).
+  stored_policy
 }
 
 stop() {
@@ -176,8 +199,10 @@ remove() {
 }
 
 purge() {
+  [ -d /var/lib/private/omnid ]
   dpkg -P omnid
   [ ! -e /etc/omnid ]
+  [ ! -e /var/lib/omnid ] && [ ! -e /var/lib/private/omnid ]
   [ "$(systemctl show omnid -p LoadState --value)" = not-found ]
   [ ! -e /etc/systemd/system/multi-user.target.wants/omnid.service ]
 }
@@ -185,6 +210,7 @@ purge() {
 t started started
 t dynamic-user dynamic_user
 t http http
+t store store
 t workers workers
 t worker-killed worker_killed
 t reload-tokens reload_tokens

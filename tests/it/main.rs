@@ -14,6 +14,7 @@ mod examples;
 mod fmt;
 mod language_fixes;
 mod parser_props;
+mod policy_cli;
 mod policy_test;
 mod regex_budgets;
 mod typed_context;

@@ -1,10 +1,13 @@
-//! The `omni` command line: `omni check`, `omni eval`, `omni fmt` and
-//! `omni test`. This file declares the arguments and dispatches; each command
-//! lives in a file of its own.
+//! The `omni` command line: `omni check`, `omni eval`, `omni fmt`,
+//! `omni test` and `omni policy …` (policies stored in a running omnid).
+//! This file declares the arguments and dispatches; each command lives in a
+//! file (or, for `policy`, a folder) of its own.
 //!
 //! Exit codes: 0 success; 1 the policy has errors; 2 usage or input errors
 //! (unreadable file, context that is not a JSON object, bad `--now`);
-//! 3 the evaluation hit a limit.
+//! 3 the evaluation hit a limit. `omni policy` adds 4 (the server refused),
+//! 5 (someone else changed the policy first) and 6 (omnid unreachable or
+//! unavailable); see `policy/mod.rs`.
 
 mod check;
 mod diff;
@@ -12,6 +15,7 @@ mod eval;
 mod fmt;
 mod input;
 mod limits;
+mod policy;
 mod test;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -42,6 +46,9 @@ pub enum Command {
     Fmt(fmt::Args),
     /// Run policy unit tests: `*.omni.test.toml` files under PATHs (default: `.`).
     Test(test::Args),
+    /// Manage the policies stored in a running omnid: push, list, show,
+    /// activate, rollback, diff, history, delete.
+    Policy(policy::Args),
 }
 
 fn main() {
@@ -59,5 +66,6 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Command::Eval(args) => eval::run(&args, out, err),
         Command::Fmt(args) => fmt::run(&args, out, err),
         Command::Test(args) => test::run(&args, out, err),
+        Command::Policy(args) => policy::run(&args, out, err),
     }
 }

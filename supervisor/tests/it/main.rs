@@ -10,5 +10,6 @@ mod guards;
 mod isolation;
 mod lifecycle;
 mod playground;
+mod policy_cli;
 mod registry;
 mod tenant_budgets;
