@@ -1,10 +1,26 @@
-//! Bearer-token authentication: a tokens file maps tenants to the SHA-256 of
-//! their tokens (the file never holds a token itself). Lookups hash the
+//! Who a caller is: the [`Principal`] (tenant and the credential that
+//! proved it). Bearer tokens: a tokens file maps tenants to the SHA-256 of
+//! their tokens (the file never holds a token itself); lookups hash the
 //! presented token and compare it with every entry in constant time, so
-//! neither the match nor its position leaks through timing.
+//! neither the match nor its position leaks through timing. Client
+//! certificates: the identity `tls.client_identity` picks is mapped through
+//! the tenants table ([`CertIdentities`]).
 
+use crate::config::{ClientIdentity, Config};
+use crate::tls::CertNames;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::Path;
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: String,
+    /// What authenticated it, for logs and audit records: `token:` and the
+    /// first 16 hex digits of the token's SHA-256 (as in the tokens file),
+    /// or `cert:` and the certificate identity (e.g. a SPIFFE id).
+    pub credential: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokensError {
@@ -28,7 +44,7 @@ pub struct TokenTable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthResult {
     /// A known token: the tenant it belongs to.
-    Tenant(String),
+    Tenant(Principal),
     /// No usable `Authorization: Bearer` header.
     Missing,
     /// A token that is not in the file.
@@ -97,9 +113,69 @@ impl TokenTable {
             }
         }
         match found {
-            Some(t) => AuthResult::Tenant(t.to_string()),
+            Some(t) => AuthResult::Tenant(Principal {
+                tenant: t.to_string(),
+                credential: format!("token:{}", &hex(&digest)[..16]),
+            }),
             None => AuthResult::Unknown,
         }
+    }
+}
+
+/// Why a verified client certificate authenticates no tenant (403).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertRefusal {
+    /// Its identity is listed for no tenant and names none.
+    NoTenant,
+    /// Its identities map to more than one tenant.
+    Ambiguous,
+}
+
+/// Client-certificate identities → tenant, from the tenants table: each
+/// tenant's `client_identities`, and each tenant's own name.
+#[derive(Debug, Clone, Default)]
+pub struct CertIdentities {
+    kind: ClientIdentity,
+    map: HashMap<String, String>,
+}
+
+impl CertIdentities {
+    pub fn new(c: &Config) -> CertIdentities {
+        let mut map = HashMap::new();
+        for name in c.tenants.keys() {
+            map.insert(name.clone(), name.clone());
+        }
+        // Listed identities win over a tenant name that happens to equal
+        // one (validation refuses that case anyway).
+        for (name, t) in &c.tenants {
+            for id in &t.client_identities {
+                map.insert(id.clone(), name.clone());
+            }
+        }
+        CertIdentities {
+            kind: c.tls.client_identity,
+            map,
+        }
+    }
+
+    /// The tenant a verified certificate authenticates.
+    pub fn principal(&self, names: &CertNames) -> Result<Principal, CertRefusal> {
+        let mut found: Option<(&str, &str)> = None;
+        for id in names.of_kind(self.kind) {
+            let Some(tenant) = self.map.get(id) else {
+                continue;
+            };
+            match found {
+                None => found = Some((tenant, id)),
+                Some((t, _)) if t == tenant => {}
+                Some(_) => return Err(CertRefusal::Ambiguous),
+            }
+        }
+        let (tenant, id) = found.ok_or(CertRefusal::NoTenant)?;
+        Ok(Principal {
+            tenant: tenant.to_string(),
+            credential: format!("cert:{id}"),
+        })
     }
 }
 
@@ -138,10 +214,11 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 
 /// Hex SHA-256 of a token, as stored in the tokens file.
 pub fn token_hash_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -157,17 +234,66 @@ mod tests {
         );
         let t = TokenTable::parse(&text).unwrap();
         assert_eq!(t.len(), 2);
+        let tenant = |r: AuthResult| match r {
+            AuthResult::Tenant(p) => {
+                assert!(p.credential.starts_with("token:"), "{p:?}");
+                p.tenant
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(tenant(t.check(Some(b"Bearer s3cret"))), "acme");
+        assert_eq!(tenant(t.check(Some(b"bearer other"))), "beta");
+        // The credential is the start of the hash in the file, not the token.
+        let AuthResult::Tenant(p) = t.check(Some(b"Bearer s3cret")) else {
+            panic!()
+        };
         assert_eq!(
-            t.check(Some(b"Bearer s3cret")),
-            AuthResult::Tenant("acme".into())
-        );
-        assert_eq!(
-            t.check(Some(b"bearer other")),
-            AuthResult::Tenant("beta".into())
+            p.credential,
+            format!("token:{}", &token_hash_hex("s3cret")[..16])
         );
         assert_eq!(t.check(Some(b"Bearer nope")), AuthResult::Unknown);
         assert_eq!(t.check(Some(b"Basic abc")), AuthResult::Missing);
         assert_eq!(t.check(None), AuthResult::Missing);
+    }
+
+    #[test]
+    fn certificate_identities_map_through_the_tenants_table() {
+        let mut c = Config::default();
+        let listed = crate::config::TenantSection {
+            client_identities: vec!["spiffe://example.org/a".into()],
+            ..Default::default()
+        };
+        c.tenants.insert("acme".into(), listed);
+        c.tenants.insert("beta".into(), Default::default());
+        let ids = CertIdentities::new(&c);
+        let uri = |u: &[&str]| CertNames {
+            uris: u.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let p = ids.principal(&uri(&["spiffe://example.org/a"])).unwrap();
+        assert_eq!(p.tenant, "acme");
+        assert_eq!(p.credential, "cert:spiffe://example.org/a");
+        // The tenant's own name identifies it too.
+        assert_eq!(ids.principal(&uri(&["beta"])).unwrap().tenant, "beta");
+        assert_eq!(
+            ids.principal(&uri(&["spiffe://example.org/zz"])),
+            Err(CertRefusal::NoTenant)
+        );
+        assert_eq!(
+            ids.principal(&uri(&["spiffe://example.org/a", "beta"])),
+            Err(CertRefusal::Ambiguous)
+        );
+        // Another kind than the configured one is not looked at.
+        let cn = CertNames {
+            cn: Some("acme".into()),
+            ..Default::default()
+        };
+        assert_eq!(ids.principal(&cn), Err(CertRefusal::NoTenant));
+        c.tls.client_identity = ClientIdentity::Cn;
+        assert_eq!(
+            CertIdentities::new(&c).principal(&cn).unwrap().tenant,
+            "acme"
+        );
     }
 
     #[test]

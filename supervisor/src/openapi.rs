@@ -363,6 +363,7 @@ pub fn document() -> Value {
                         "rateLimited": { "type": "integer" },
                         "rejected": { "type": "object", "additionalProperties": { "type": "integer" } },
                         "cache": { "type": "object", "properties": { "hits": { "type": "integer" }, "misses": { "type": "integer" } } },
+                        "tlsHandshakeFailures": { "type": "object", "description": "reason → connections to a TLS listener that ended before HTTP", "additionalProperties": { "type": "integer" } },
                         "requestId": { "type": "string" }
                     }
                 },

@@ -5,9 +5,11 @@
 //! worker) → respond. The context is never parsed here: it travels to the worker as
 //! raw bytes, where the sandbox is.
 
-use crate::api::{validate_body, ApiError, TimingsJson, ValidateRequest};
+use crate::api::{validate_body, ApiError, CertProblem, TimingsJson, ValidateRequest};
 use crate::app::{App, Effective, Settings};
-use crate::auth::AuthResult;
+use crate::auth::{AuthResult, CertRefusal, Principal};
+use crate::config::AuthMode;
+use crate::http::ConnInfo;
 use crate::limits::{client_ip, retry_after_secs, InflightGuard};
 use crate::pool::{JobReply, JobResult, SubmitError, Work};
 use bytes::Bytes;
@@ -25,6 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Default)]
 pub struct ValidateLog {
     pub tenant: Option<String>,
+    /// The credential that authenticated the tenant (`Principal::credential`).
+    pub credential: Option<String>,
     pub policy_id: Option<String>,
     pub cache_hit: Option<bool>,
     pub timings: Option<(u64, u64, u64, u64)>,
@@ -34,6 +38,7 @@ pub struct ValidateInput {
     pub headers: HeaderMap,
     pub body: Incoming,
     pub peer: SocketAddr,
+    pub conn: Arc<ConnInfo>,
     pub received: Instant,
     pub received_wall: SystemTime,
 }
@@ -87,7 +92,7 @@ fn admit(app: &App, req: &ValidateInput, log: &mut ValidateLog) -> Result<Admitt
     }
     let settings = app.settings();
     let cfg = &settings.config;
-    let tenant = authenticate(&settings, &req.headers, log)?;
+    let tenant = authenticate(&settings, req, log)?.map(|p| p.tenant);
     let eff = settings.effective(tenant.as_deref());
     let owner = owner_key(&settings, tenant.as_deref(), req);
     rate_limit(app, &settings, &eff, &owner)?;
@@ -118,32 +123,69 @@ fn admit(app: &App, req: &ValidateInput, log: &mut ValidateLog) -> Result<Admitt
     })
 }
 
-/// Who is asking: the tenant of the bearer token when auth is on.
+/// Who is asking, when auth is on: the tenant of the bearer token or of
+/// the client certificate, as `auth.mode` says. In mode `both` a request
+/// that sends an `Authorization` header is judged by its token alone.
 fn authenticate(
     settings: &Settings,
-    headers: &HeaderMap,
+    req: &ValidateInput,
     log: &mut ValidateLog,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<Principal>, ApiError> {
     let cfg = &settings.config;
-    let tenant = if cfg.auth.enabled {
-        match settings
-            .tokens
-            .check(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
-        {
-            AuthResult::Tenant(t) => {
-                if cfg.tenants.get(&t).is_some_and(|s| !s.enabled) {
-                    log.tenant = Some(t);
-                    return Err(ApiError::Forbidden);
-                }
-                Some(t)
-            }
+    if !cfg.auth.enabled {
+        return Ok(None);
+    }
+    let mode = cfg.auth.mode;
+    let header = req.headers.get(AUTHORIZATION);
+    let by_token = mode == AuthMode::Token || (mode == AuthMode::Both && header.is_some());
+    let principal = if by_token {
+        match settings.tokens.check(header.map(|v| v.as_bytes())) {
+            AuthResult::Tenant(p) => p,
             AuthResult::Missing | AuthResult::Unknown => return Err(ApiError::Unauthorized),
         }
     } else {
-        None
+        certificate_principal(settings, req, mode)?
     };
-    log.tenant = tenant.clone();
-    Ok(tenant)
+    log.tenant = Some(principal.tenant.clone());
+    log.credential = Some(principal.credential.clone());
+    if cfg
+        .tenants
+        .get(&principal.tenant)
+        .is_some_and(|s| !s.enabled)
+    {
+        return Err(if by_token {
+            ApiError::Forbidden
+        } else {
+            ApiError::Certificate(CertProblem::TenantDisabled)
+        });
+    }
+    Ok(Some(principal))
+}
+
+/// The tenant of the connection's client certificate. A connection accepted
+/// before a reload has its certificate checked again against the reloaded
+/// CA bundle and CRL before it is believed.
+fn certificate_principal(
+    settings: &Settings,
+    req: &ValidateInput,
+    mode: AuthMode,
+) -> Result<Principal, ApiError> {
+    let Some(cert) = &req.conn.client_cert else {
+        return Err(ApiError::Certificate(if mode == AuthMode::Both {
+            CertProblem::MissingEither
+        } else {
+            CertProblem::Missing
+        }));
+    };
+    if !settings.tls.as_ref().is_some_and(|m| cert.still_valid(m)) {
+        return Err(ApiError::Certificate(CertProblem::NoLongerValid));
+    }
+    settings.cert_ids.principal(&cert.names).map_err(|r| {
+        ApiError::Certificate(match r {
+            CertRefusal::NoTenant => CertProblem::NoTenant,
+            CertRefusal::Ambiguous => CertProblem::Ambiguous,
+        })
+    })
 }
 
 /// Who a request is charged to: its tenant when authenticated, else its

@@ -11,3 +11,4 @@ mod isolation;
 mod lifecycle;
 mod playground;
 mod tenant_budgets;
+mod tls;
