@@ -1376,6 +1376,118 @@ mod tests {
     }
 
     #[test]
+    fn listeners_are_checked() {
+        let c = load_str(
+            "version = 1\nlisten = \"unix:/run/omnid/omnid.sock\"\nlisten_mode = \"0600\"\nprobe_listen = \"127.0.0.1:8081\"\n",
+            &[],
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        assert_eq!(
+            c.listen_addr(),
+            ListenAddr::Unix(PathBuf::from("/run/omnid/omnid.sock"))
+        );
+        assert_eq!(parse_mode(&c.listen_mode), Some(0o600));
+        for (text, key) in [
+            ("listen = \"unix:relative.sock\"", "listen"),
+            ("listen = \"unix:\"", "listen"),
+            ("listen_mode = \"0999\"", "listen_mode"),
+            ("listen_mode = \"01777\"", "listen_mode"),
+            ("probe_listen = \"localhost\"", "probe_listen"),
+            (
+                "listen = \"127.0.0.1:9000\"\nprobe_listen = \"127.0.0.1:9000\"",
+                "probe_listen",
+            ),
+        ] {
+            let e = load_str(&format!("version = 1\n{text}\n"), &[]).unwrap_err();
+            assert!(e.to_string().contains(&format!("`{key}`")), "{text}: {e}");
+        }
+        let long = format!("unix:/{}", "x".repeat(200));
+        assert!(ListenAddr::parse(&long).is_err());
+        // Restart only.
+        let mut new = c.clone();
+        new.listen_mode = "0666".into();
+        new.probe_listen = String::new();
+        assert_eq!(
+            c.restart_only_changes(&new),
+            vec!["listen_mode", "probe_listen"]
+        );
+        assert_eq!(c.merge_live(&new), c);
+    }
+
+    #[test]
+    fn auth_modes_need_their_credentials_and_files() {
+        let tls = "[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n";
+        let ok = |text: &str, env: &[(&str, &str)]| {
+            load_str(&format!("version = 1\n{text}"), env)
+                .map_err(|e| e.to_string())
+                .unwrap()
+        };
+        let err = |text: &str| {
+            load_str(&format!("version = 1\n{text}"), &[])
+                .unwrap_err()
+                .to_string()
+        };
+        // mtls needs no tokens file, but TLS and the clients' CA bundle.
+        let c = ok(
+            &format!("[auth]\nenabled = true\nmode = \"mtls\"\n{tls}client_ca_file = \"/ca.pem\"\n"),
+            &[],
+        );
+        assert_eq!(c.auth.mode, AuthMode::Mtls);
+        assert_eq!(c.tls.client_identity, ClientIdentity::SanUri);
+        let e = err("[auth]\nenabled = true\nmode = \"mtls\"\n");
+        assert!(e.contains("`tls.cert_file`") && e.contains("needs TLS"), "{e}");
+        let e = err(&format!("[auth]\nenabled = true\nmode = \"both\"\ntokens_file = \"/t\"\n{tls}"));
+        assert!(e.contains("`tls.client_ca_file`"), "{e}");
+        // both also needs the tokens file; mtls with auth off is a mistake.
+        let e = err(&format!("[auth]\nenabled = true\nmode = \"both\"\n{tls}client_ca_file = \"/ca\"\n"));
+        assert!(e.contains("`auth.tokens_file`"), "{e}");
+        let e = err("[auth]\nmode = \"mtls\"\n");
+        assert!(e.contains("`auth.mode`") && e.contains("auth.enabled"), "{e}");
+        let e = err("[auth]\nmode = \"cert\"\n");
+        assert!(e.contains("auth.mode"), "{e}");
+        // The files go together.
+        let e = err("[tls]\ncert_file = \"/c.pem\"\n");
+        assert!(e.contains("`tls.key_file`"), "{e}");
+        let e = err(&format!("{tls}client_ca_file = \"/ca.pem\"\n"));
+        assert!(e.contains("`tls.client_ca_file`") && e.contains("mtls"), "{e}");
+        let e = err("[tls]\ncrl_file = \"/x.crl\"\n");
+        assert!(e.contains("`tls.crl_file`"), "{e}");
+        // TLS alone (token auth or none) is fine; environment overrides work.
+        let c = ok(
+            tls,
+            &[("OMNID_TLS_CLIENT_IDENTITY", "cn"), ("OMNID_AUTH_MODE", "token")],
+        );
+        assert!(c.tls.enabled());
+        assert_eq!(c.tls.client_identity, ClientIdentity::Cn);
+        let e = load_str("version = 1\n", &[("OMNID_TLS_CLIENT_IDENTITY", "email")]).unwrap_err();
+        assert!(e.to_string().contains("tls.client_identity"), "{e}");
+    }
+
+    #[test]
+    fn each_client_identity_names_one_tenant() {
+        let base = "version = 1\n";
+        let c = load_str(
+            &format!("{base}[tenants.a]\nclient_identities = [\"spiffe://x/a\", \"a\"]\n[tenants.b]\n"),
+            &[],
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        assert_eq!(c.tenants["a"].client_identities.len(), 2);
+        // Printed and read back.
+        let back: Config = toml::from_str(&c.to_toml()).map_err(|e| e.to_string()).unwrap();
+        assert_eq!(back, c);
+        for bad in [
+            "[tenants.a]\nclient_identities = [\"x\"]\n[tenants.b]\nclient_identities = [\"x\"]\n",
+            "[tenants.a]\nclient_identities = [\"b\"]\n[tenants.b]\n",
+            "[tenants.a]\nclient_identities = [\" \"]\n",
+        ] {
+            let e = load_str(&format!("{base}{bad}"), &[]).unwrap_err().to_string();
+            assert!(e.contains("client_identities"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn docs_list_every_key_and_environment_variable() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md");
         let docs = std::fs::read_to_string(path).unwrap();

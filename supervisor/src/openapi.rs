@@ -62,6 +62,33 @@ fn prom_get(summary: &str) -> Value {
     } })
 }
 
+fn health_get(summary: &str, operation_id: &str) -> Value {
+    json!({ "get": {
+        "summary": summary,
+        "operationId": operation_id,
+        "tags": ["operations"],
+        "security": [],
+        "responses": {
+            "200": json_response("The process is alive", "Health"),
+            "default": error_response("Unexpected error", &["internal"], false)
+        }
+    } })
+}
+
+fn readiness_get(summary: &str, operation_id: &str) -> Value {
+    json!({ "get": {
+        "summary": summary,
+        "operationId": operation_id,
+        "tags": ["operations"],
+        "security": [],
+        "responses": {
+            "200": json_response("Ready", "Readiness"),
+            "503": json_response("Not ready (starting, crash loop, or draining)", "Readiness"),
+            "default": error_response("Unexpected error", &["internal"], false)
+        }
+    } })
+}
+
 /// A file of the playground (`playground = true`; 404 when it is off).
 fn playground_get(summary: &str, operation_id: &str, media: &str, schema: Value) -> Value {
     json!({ "get": {
@@ -89,8 +116,8 @@ pub fn document() -> Value {
     let validate_errors = json!({
         "200": json_response("The policy was processed (it may still have errors)", "ValidateResponse"),
         "400": status_response("Body, field or context malformed", 400),
-        "401": status_response("Auth enabled and the bearer token is missing or unknown", 401),
-        "403": status_response("The token's tenant is not allowed", 403),
+        "401": status_response("Auth enabled and no valid credential: the bearer token is missing or unknown, or (auth.mode mtls/both) no client certificate, or one the reloaded CA bundle or CRL no longer accepts", 401),
+        "403": status_response("The tenant is not allowed, or a verified client certificate names no tenant (or more than one)", 403),
         "413": status_response("Over a size limit", 413),
         "415": status_response("The body is not JSON", 415),
         "422": status_response("The evaluation hit a limit", 422),
@@ -128,27 +155,10 @@ pub fn document() -> Value {
                 },
                 "responses": validate_errors
             } },
-            "/api/health": { "get": {
-                "summary": "Liveness",
-                "operationId": "health",
-                "tags": ["operations"],
-                "security": [],
-                "responses": {
-                    "200": json_response("The process is alive", "Health"),
-                    "default": error_response("Unexpected error", &["internal"], false)
-                }
-            } },
-            "/api/readiness": { "get": {
-                "summary": "Readiness: at least one worker can take work and the server is not draining",
-                "operationId": "readiness",
-                "tags": ["operations"],
-                "security": [],
-                "responses": {
-                    "200": json_response("Ready", "Readiness"),
-                    "503": json_response("Not ready (starting, crash loop, or draining)", "Readiness"),
-                    "default": error_response("Unexpected error", &["internal"], false)
-                }
-            } },
+            "/api/health": health_get("Liveness", "health"),
+            "/healthz": health_get("Liveness (alias; also served by the probe listener, probe_listen)", "healthz"),
+            "/api/readiness": readiness_get("Readiness: at least one worker can take work and the server is not draining", "readiness"),
+            "/readyz": readiness_get("Readiness (alias; also served by the probe listener, probe_listen)", "readyz"),
             "/api/metrics": { "get": {
                 "summary": "Counters as JSON",
                 "operationId": "metrics",
@@ -187,7 +197,7 @@ pub fn document() -> Value {
         },
         "components": {
             "securitySchemes": {
-                "bearer": { "type": "http", "scheme": "bearer", "description": "A tenant's token (when auth is enabled)" }
+                "bearer": { "type": "http", "scheme": "bearer", "description": "A tenant's token (when auth is enabled with auth.mode token or both). With auth.mode mtls or both a TLS client certificate identifies the tenant instead (OpenAPI 3.0 has no scheme for it)." }
             },
             "parameters": {
                 "XRequestId": {
