@@ -1430,33 +1430,51 @@ mod tests {
         };
         // mtls needs no tokens file, but TLS and the clients' CA bundle.
         let c = ok(
-            &format!("[auth]\nenabled = true\nmode = \"mtls\"\n{tls}client_ca_file = \"/ca.pem\"\n"),
+            &format!(
+                "[auth]\nenabled = true\nmode = \"mtls\"\n{tls}client_ca_file = \"/ca.pem\"\n"
+            ),
             &[],
         );
         assert_eq!(c.auth.mode, AuthMode::Mtls);
         assert_eq!(c.tls.client_identity, ClientIdentity::SanUri);
         let e = err("[auth]\nenabled = true\nmode = \"mtls\"\n");
-        assert!(e.contains("`tls.cert_file`") && e.contains("needs TLS"), "{e}");
-        let e = err(&format!("[auth]\nenabled = true\nmode = \"both\"\ntokens_file = \"/t\"\n{tls}"));
+        assert!(
+            e.contains("`tls.cert_file`") && e.contains("needs TLS"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[auth]\nenabled = true\nmode = \"both\"\ntokens_file = \"/t\"\n{tls}"
+        ));
         assert!(e.contains("`tls.client_ca_file`"), "{e}");
         // both also needs the tokens file; mtls with auth off is a mistake.
-        let e = err(&format!("[auth]\nenabled = true\nmode = \"both\"\n{tls}client_ca_file = \"/ca\"\n"));
+        let e = err(&format!(
+            "[auth]\nenabled = true\nmode = \"both\"\n{tls}client_ca_file = \"/ca\"\n"
+        ));
         assert!(e.contains("`auth.tokens_file`"), "{e}");
         let e = err("[auth]\nmode = \"mtls\"\n");
-        assert!(e.contains("`auth.mode`") && e.contains("auth.enabled"), "{e}");
+        assert!(
+            e.contains("`auth.mode`") && e.contains("auth.enabled"),
+            "{e}"
+        );
         let e = err("[auth]\nmode = \"cert\"\n");
         assert!(e.contains("auth.mode"), "{e}");
         // The files go together.
         let e = err("[tls]\ncert_file = \"/c.pem\"\n");
         assert!(e.contains("`tls.key_file`"), "{e}");
         let e = err(&format!("{tls}client_ca_file = \"/ca.pem\"\n"));
-        assert!(e.contains("`tls.client_ca_file`") && e.contains("mtls"), "{e}");
+        assert!(
+            e.contains("`tls.client_ca_file`") && e.contains("mtls"),
+            "{e}"
+        );
         let e = err("[tls]\ncrl_file = \"/x.crl\"\n");
         assert!(e.contains("`tls.crl_file`"), "{e}");
         // TLS alone (token auth or none) is fine; environment overrides work.
         let c = ok(
             tls,
-            &[("OMNID_TLS_CLIENT_IDENTITY", "cn"), ("OMNID_AUTH_MODE", "token")],
+            &[
+                ("OMNID_TLS_CLIENT_IDENTITY", "cn"),
+                ("OMNID_AUTH_MODE", "token"),
+            ],
         );
         assert!(c.tls.enabled());
         assert_eq!(c.tls.client_identity, ClientIdentity::Cn);
@@ -1468,21 +1486,27 @@ mod tests {
     fn each_client_identity_names_one_tenant() {
         let base = "version = 1\n";
         let c = load_str(
-            &format!("{base}[tenants.a]\nclient_identities = [\"spiffe://x/a\", \"a\"]\n[tenants.b]\n"),
+            &format!(
+                "{base}[tenants.a]\nclient_identities = [\"spiffe://x/a\", \"a\"]\n[tenants.b]\n"
+            ),
             &[],
         )
         .map_err(|e| e.to_string())
         .unwrap();
         assert_eq!(c.tenants["a"].client_identities.len(), 2);
         // Printed and read back.
-        let back: Config = toml::from_str(&c.to_toml()).map_err(|e| e.to_string()).unwrap();
+        let back: Config = toml::from_str(&c.to_toml())
+            .map_err(|e| e.to_string())
+            .unwrap();
         assert_eq!(back, c);
         for bad in [
             "[tenants.a]\nclient_identities = [\"x\"]\n[tenants.b]\nclient_identities = [\"x\"]\n",
             "[tenants.a]\nclient_identities = [\"b\"]\n[tenants.b]\n",
             "[tenants.a]\nclient_identities = [\" \"]\n",
         ] {
-            let e = load_str(&format!("{base}{bad}"), &[]).unwrap_err().to_string();
+            let e = load_str(&format!("{base}{bad}"), &[])
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("client_identities"), "{bad}: {e}");
         }
     }

@@ -235,7 +235,7 @@ fn apply_ownership(c: &Config, path: &Path) -> Result<(), ListenError> {
     };
     if uid.is_some() || gid.is_some() {
         nix::unistd::chown(path, uid, gid)
-            .map_err(|e| io::Error::from(e))
+            .map_err(io::Error::from)
             .map_err(apply_err(if uid.is_some() {
                 "listen_owner"
             } else {

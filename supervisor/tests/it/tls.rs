@@ -908,7 +908,7 @@ fn certificate_rotation_by_sighup_fails_no_request_on_eight_busy_connections() {
                 let mut after_reload_on_first = 0usize;
                 let mut first_conn = true;
                 while !stop.load(Ordering::Acquire) && n < 5000 {
-                    if i % 2 == 1 && n > 0 && n % 10 == 0 {
+                    if i % 2 == 1 && n > 0 && n.is_multiple_of(10) {
                         let was_reloaded = reloaded.load(Ordering::Acquire);
                         match TlsConn::open(addr, &cfg) {
                             Ok(c) => {
