@@ -185,6 +185,9 @@ check_unit() {
   mkdir -p "$WORK/unit"
   sed "s#/usr/bin/omnid#$OMNID#g" "$UNIT" > "$WORK/unit/omnid.service"
   systemd-analyze verify --man=no "$WORK/unit/omnid.service"
+  # The optional socket unit (shipped as an example) activates that service.
+  cp packaging/systemd/optional/omnid.socket "$WORK/unit/omnid.socket"
+  systemd-analyze verify --man=no "$WORK/unit/omnid.socket"
   # Exposure score (0 best, 10 worst); 1.5 today. Fail if hardening regresses.
   systemd-analyze security --offline=yes --threshold=25 --no-pager "$WORK/unit/omnid.service" \
     | tail -n 1
@@ -322,6 +325,7 @@ check_deb() {
            ./usr/share/doc/omnid/copyright ./usr/share/doc/omnid/changelog.Debian.gz \
            ./usr/share/doc/omnid/operations.md ./usr/share/doc/omnid/runbook.md \
            ./usr/share/doc/omnid/tokens.example ./usr/share/man/man1/omnid.1.gz \
+           ./usr/share/doc/omnid/examples/omnid.socket \
            ./usr/share/lintian/overrides/omnid; do
     grep -q " $p\$" "$WORK/deb.contents" || fail "missing $p"
   done
@@ -465,13 +469,13 @@ SuccessAction=poweroff-force
 FailureAction=poweroff-force
 [Service]
 Type=oneshot
-TimeoutStartSec=150
+TimeoutStartSec=240
 ExecStart=/root/boot-test.sh
 UNIT
 ln -s /etc/systemd/system/omnid-boot-test.service \
   "$R/etc/systemd/system/multi-user.target.wants/omnid-boot-test.service"
 rc=0
-timeout 200 systemd-nspawn --quiet --directory="$R" --boot --register=no --keep-unit \
+timeout 300 systemd-nspawn --quiet --directory="$R" --boot --register=no --keep-unit \
   --link-journal=no --private-network --console=pipe > "$OUT/console.log" 2>&1 || rc=$?
 cp "$R/root/boot-results.txt" "$R/root/boot-test.log" "$OUT/" 2>/dev/null || true
 echo "systemd-nspawn exit status $rc"
@@ -527,14 +531,19 @@ def need(cond, msg):
     if not cond:
         sys.exit("k8s: " + msg)
 need(eff["listen"] == "0.0.0.0:8080", "the ConfigMap must listen on 0.0.0.0:8080")
+need(eff["probe_listen"] == "0.0.0.0:8081", "the ConfigMap's probe_listen must be 0.0.0.0:8081")
 need(eff["auth"]["enabled"] and eff["sandbox"] == "on", "auth and sandbox must be on")
 need(not eff["worker"]["namespaces"], "worker.namespaces must be false (no CAP_SYS_ADMIN)")
 need(eff.get("playground", False) is False, "the playground must be off")
 port = int(eff["listen"].rsplit(":", 1)[1])
-need(c["ports"][0]["containerPort"] == port, "containerPort != listen port")
-need(c["startupProbe"]["httpGet"]["path"] == "/api/health", "startupProbe path")
-need(c["livenessProbe"]["httpGet"]["path"] == "/api/health", "livenessProbe path")
-need(c["readinessProbe"]["httpGet"]["path"] == "/api/readiness", "readinessProbe path")
+probe_port = int(eff["probe_listen"].rsplit(":", 1)[1])
+ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+need(ports == {"http": port, "probe": probe_port}, "containerPorts != listen and probe_listen ports")
+# The probes use the plain probe listener, which answers whatever TLS and
+# auth.mode say, on the routes it serves.
+for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"),
+                    ("readinessProbe", "/readyz")):
+    need(c[probe]["httpGet"] == {"path": path, "port": "probe"}, f"{probe}: {path} on the probe port")
 sc = c["securityContext"]
 need(sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"], "runAsNonRoot/readOnlyRootFilesystem")
 need(sc["allowPrivilegeEscalation"] is False, "allowPrivilegeEscalation")
@@ -545,8 +554,8 @@ need(spec["securityContext"]["runAsNonRoot"], "pod runAsNonRoot")
 for k in ("requests", "limits"):
     need({"cpu", "memory"} <= set(c["resources"][k]), f"resources.{k}")
 ann = dep["spec"]["template"]["metadata"]["annotations"]
-need(ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == str(port), "scrape annotations")
-need(ann["prometheus.io/path"] in ("/metrics", "/api/metrics-prom"), "scrape path")
+need(ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == str(probe_port), "scrape annotations")
+need(ann["prometheus.io/path"] == "/metrics", "scrape path (the probe listener serves /metrics)")
 # preStop sleep + drain + worker stop (10 s) must fit in the grace period.
 pre = c["lifecycle"]["preStop"]["sleep"]["seconds"]
 need(spec["terminationGracePeriodSeconds"] > pre + eff["drain_timeout_ms"] // 1000 + 10,
@@ -560,18 +569,24 @@ tok = vols["tokens"]["secret"]
 raw = tomllib.loads(cm["data"]["omnid.toml"])
 need(raw["auth"]["tokens_file"] == mounts["tokens"] + "/" + tok["items"][0]["path"], "tokens path")
 need(tok["secretName"] == "omnid-tokens", "Secret name")
+# The TLS Secret: optional (TLS off without it), where the ConfigMap's
+# commented [tls] lines point.
+tls = vols["tls"]["secret"]
+need(tls["secretName"] == "omnid-tls" and tls.get("optional") is True, "the TLS Secret must be optional")
+need(mounts["tls"] + "/tls.crt" in cm["data"]["omnid.toml"], "the ConfigMap's [tls] lines must name the TLS mount")
 sel = dep["spec"]["selector"]["matchLabels"]
 tmpl = dep["spec"]["template"]["metadata"]["labels"]
 need(all(tmpl.get(k) == v for k, v in sel.items()), "selector does not match the pod labels")
 need(svc["spec"]["selector"] == sel, "Service selector")
 need(pdb["spec"]["selector"]["matchLabels"] == sel, "PDB selector")
-need(svc["spec"]["ports"][0]["targetPort"] == "http", "Service targetPort")
+need([(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]]
+     == [("http", port, "http"), ("probe", probe_port, "probe")], "Service ports")
 # ServiceMonitor (CRD, no schema in kubernetes-validate): the fields it uses.
 need(sm["apiVersion"] == "monitoring.coreos.com/v1" and sm["kind"] == "ServiceMonitor", "ServiceMonitor kind")
 need(all(svc["metadata"]["labels"].get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items()),
      "ServiceMonitor selector does not match the Service labels")
-need(sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"], "ServiceMonitor port")
-need(sm["spec"]["endpoints"][0]["path"] in ("/metrics", "/api/metrics-prom"), "ServiceMonitor path")
+need(sm["spec"]["endpoints"][0]["port"] == "probe", "ServiceMonitor port (the probe listener)")
+need(sm["spec"]["endpoints"][0]["path"] == "/metrics", "ServiceMonitor path")
 need(set(kus["resources"]) == {"namespace.yaml", "configmap.yaml", "deployment.yaml", "service.yaml",
                                "pdb.yaml", "networkpolicy.yaml"},
      "kustomization resources")
@@ -648,8 +663,8 @@ need(pvols["store"]["persistentVolumeClaim"]["claimName"] == sq_pvc["metadata"][
      "sqlite/: the volume is the PersistentVolumeClaim")
 need(raw["store"]["path"].rsplit("/", 1)[0] == pmounts["store"], "sqlite/: store.path is not on the volume")
 need(sq_pvc["metadata"]["namespace"] == ns["metadata"]["name"], "sqlite/pvc.yaml: namespace")
-need([p["port"] for r in netpol["spec"]["ingress"] for p in r["ports"]] == [port],
-     "NetworkPolicy ingress must be the service port only")
+need([p["port"] for r in netpol["spec"]["ingress"] for p in r["ports"]] == [port, probe_port],
+     "NetworkPolicy ingress must be the service and probe ports only")
 # The image digest placeholder (or a real digest) in the kustomization.
 (img,) = kus["images"]
 need(c["image"].split(":")[0] == img["name"] and img["digest"].startswith("sha256:")

@@ -11,6 +11,8 @@
 //! Every run is bounded: by `duration` after `warmup`, optionally by a
 //! request count, and each request by `timeout`. Latencies go into HDR
 //! histograms (1 µs … 60 s, 3 significant digits), per request template.
+//! With `tls` set each connection is HTTPS (rustls), its handshake made
+//! when the connection opens, outside any request's time.
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -125,6 +127,8 @@ pub struct Config {
     pub templates: Vec<Template>,
     /// Client runtime threads.
     pub threads: usize,
+    /// HTTPS with this client configuration (server name `127.0.0.1`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Latency summary in microseconds.
@@ -264,9 +268,27 @@ fn pattern(templates: &[Template]) -> Vec<usize> {
     p
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, &'static str> {
+async fn connect(
+    addr: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<SendRequest<Full<Bytes>>, &'static str> {
     let stream = TcpStream::connect(addr).await.map_err(|_| "connect")?;
     let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        return handshake(stream).await;
+    };
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, stream)
+        .await
+        .map_err(|_| "connect")?;
+    handshake(stream).await
+}
+
+async fn handshake<S>(stream: S) -> Result<SendRequest<Full<Bytes>>, &'static str>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|_| "connect")?;
@@ -274,6 +296,27 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, &'static 
         let _ = conn.await;
     });
     Ok(sender)
+}
+
+/// A client configuration trusting the CA certificates of a PEM file
+/// (TLS 1.3 and 1.2, ALPN `http/1.1`).
+pub fn tls_client(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
 }
 
 struct Window {
@@ -331,7 +374,7 @@ async fn connection(
             sender = None;
         }
         if sender.is_none() {
-            match connect(cfg.addr).await {
+            match connect(cfg.addr, cfg.tls.as_ref()).await {
                 Ok(s) => {
                     if opened > 0 {
                         shared.reconnects.fetch_add(1, Ordering::Relaxed);

@@ -44,6 +44,7 @@ fn config(addr: std::net::SocketAddr, mode: Mode) -> Config {
         timeout: Duration::from_secs(5),
         templates: vec![t],
         threads: 1,
+        tls: None,
     }
 }
 

@@ -138,6 +138,76 @@ reload_tokens() {
   journalctl -u omnid --no-pager | grep -q 'configuration reloaded'
 }
 
+https_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$@"; }
+served_serial() {
+  openssl s_client -connect 127.0.0.1:8080 </dev/null 2>/dev/null | openssl x509 -noout -serial
+}
+self_signed() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$1" \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$2/key.pem" -out "$2/cert.pem" 2>/dev/null
+  chmod 0600 "$2/key.pem"
+}
+
+tls_reload() {
+  # TLS from /etc/omnid/tls/ (root-only), which the unit copies to
+  # /run/omnid/tls/ for the service user; `systemctl reload` swaps in a new
+  # certificate without a restart.
+  local pid uid d=/etc/omnid/tls first i
+  mkdir -p "$d" /root/tls-old
+  self_signed omnid-boot-1 "$d"
+  cp "$d/cert.pem" /root/tls-old/cert.pem
+  mkdir -p /run/systemd/system/omnid.service.d
+  printf '[Service]\nEnvironment=OMNID_TLS_CERT_FILE=/run/omnid/tls/cert.pem OMNID_TLS_KEY_FILE=/run/omnid/tls/key.pem\n' \
+    > /run/systemd/system/omnid.service.d/tls.conf
+  systemctl daemon-reload
+  systemctl restart omnid
+  for i in $(seq 1 100); do
+    [ "$(https_code "$d/cert.pem" https://127.0.0.1:8080/api/readiness)" = 200 ] && break
+    sleep 0.1
+  done
+  pid=$(main_pid)
+  uid=$(status_field "$pid" Uid)
+  [ "$(stat -c '%u %a' /run/omnid/tls/key.pem)" = "$uid 400" ]
+  [ "$(https_code "$d/cert.pem" -H 'Content-Type: application/json' -H "Authorization: Bearer $TOKEN" \
+        -d '{"code":"x","context":{}}' https://127.0.0.1:8080/api/validate)" = 200 ]
+  # Plain HTTP to the TLS port: 400.
+  [ "$(code "$URL/api/health")" = 400 ]
+  first=$(served_serial)
+  self_signed omnid-boot-2 "$d"
+  systemctl reload omnid
+  for i in $(seq 1 50); do
+    journalctl -u omnid --no-pager | grep -q 'TLS material reloaded' && break
+    sleep 0.1
+  done
+  journalctl -u omnid --no-pager | grep -q 'TLS material reloaded'
+  [ "$(main_pid)" = "$pid" ]
+  echo "served serial $first -> $(served_serial)"
+  [ "$(served_serial)" != "$first" ]
+  [ "$(https_code "$d/cert.pem" https://127.0.0.1:8080/api/health)" = 200 ]
+  [ "$(https_code /root/tls-old/cert.pem https://127.0.0.1:8080/api/health)" = 000 ]
+  rm -rf /run/systemd/system/omnid.service.d "$d" /root/tls-old
+  systemctl daemon-reload
+  systemctl restart omnid
+  wait_ready
+}
+
+socket_activation() {
+  # The example socket unit: systemd listens, omnid serves its socket.
+  cp /usr/share/doc/omnid/examples/omnid.socket /etc/systemd/system/omnid.socket
+  systemctl daemon-reload
+  systemctl enable --now omnid.socket
+  systemctl restart omnid
+  wait_ready
+  [ "$(systemctl show omnid.socket -p ActiveState --value)" = active ]
+  journalctl -u omnid --no-pager | grep -q 'socket activation: serving the sockets systemd passed'
+  [ "$(validate -H "Authorization: Bearer $TOKEN")" = 200 ]
+  systemctl disable --now omnid.socket
+  rm /etc/systemd/system/omnid.socket
+  systemctl daemon-reload
+  systemctl restart omnid
+  wait_ready
+}
+
 watchdog() {
   # With a 2 s watchdog the service survives only if omnid keeps sending
   # WATCHDOG=1 (every second); each ping moves WatchdogTimestamp.
@@ -214,6 +284,8 @@ t store store
 t workers workers
 t worker-killed worker_killed
 t reload-tokens reload_tokens
+t tls-reload tls_reload
+t socket-activation socket_activation
 t watchdog watchdog
 t upgrade upgrade
 t stop stop

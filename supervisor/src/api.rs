@@ -204,6 +204,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("this token is not allowed to use the service")]
     Forbidden,
+    /// Client-certificate authentication failed (auth.mode mtls/both).
+    #[error("{0}")]
+    Certificate(CertProblem),
     #[error("the request body is larger than the limit of {0} bytes")]
     BodyTooLarge(usize),
     #[error("the policy is larger than the limit of {0} bytes")]
@@ -272,6 +275,37 @@ pub enum ApiError {
     StoreUnavailable,
 }
 
+/// What is wrong with a caller's client certificate (or its absence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CertProblem {
+    #[error("a client certificate is required")]
+    Missing,
+    #[error("a valid bearer token or client certificate is required")]
+    MissingEither,
+    #[error("the client certificate is no longer accepted (revoked, or its CA is no longer trusted); connect again with a valid one")]
+    NoLongerValid,
+    #[error("the client certificate's identity belongs to no tenant of this service")]
+    NoTenant,
+    #[error("the client certificate's identities belong to more than one tenant")]
+    Ambiguous,
+    #[error("this client certificate's tenant is not allowed to use the service")]
+    TenantDisabled,
+}
+
+impl CertProblem {
+    /// 401 when the caller is not authenticated, 403 when it is but may not.
+    fn code(self) -> ErrorCode {
+        match self {
+            CertProblem::Missing | CertProblem::MissingEither | CertProblem::NoLongerValid => {
+                ErrorCode::Unauthorized
+            }
+            CertProblem::NoTenant | CertProblem::Ambiguous | CertProblem::TenantDisabled => {
+                ErrorCode::Forbidden
+            }
+        }
+    }
+}
+
 /// The one HTTP status of each error code.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
@@ -315,6 +349,7 @@ impl ApiError {
             InvalidContext(_) => ErrorCode::InvalidContext,
             Unauthorized => ErrorCode::Unauthorized,
             Forbidden => ErrorCode::Forbidden,
+            Certificate(p) => p.code(),
             BodyTooLarge(_) => ErrorCode::BodyTooLarge,
             PolicyTooLarge(_) => ErrorCode::PolicyTooLarge,
             ContextTooLarge(_) => ErrorCode::ContextTooLarge,

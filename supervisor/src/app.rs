@@ -2,13 +2,14 @@
 //! SIGHUP), the pool, the registry of stored policies, the admission state
 //! and the metrics, plus the per-tenant view of the limits.
 
-use crate::auth::TokenTable;
+use crate::auth::{CertIdentities, TokenTable};
 use crate::config::{Config, TenantSection};
 use crate::limits::{Inflight, RateLimiter};
 use crate::lock;
 use crate::metrics::{Metrics, Snapshot};
 use crate::pool::WorkerPool;
 use crate::registry::Registry;
+use crate::tls::TlsMaterial;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -18,11 +19,15 @@ use std::time::{Duration, Instant};
 pub struct Settings {
     pub config: Arc<Config>,
     pub tokens: TokenTable,
+    /// Client-certificate identities → tenants (auth.mode mtls/both).
+    pub cert_ids: CertIdentities,
+    /// The TLS material new connections are accepted with (TLS on).
+    pub tls: Option<Arc<TlsMaterial>>,
     pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Settings {
-    pub fn new(config: Arc<Config>, tokens: TokenTable) -> Settings {
+    pub fn new(config: Arc<Config>, tokens: TokenTable, tls: Option<Arc<TlsMaterial>>) -> Settings {
         let trusted_proxies = config
             .rate_limit
             .trusted_proxies
@@ -30,8 +35,10 @@ impl Settings {
             .filter_map(|s| s.parse().ok())
             .collect();
         Settings {
+            cert_ids: CertIdentities::new(&config),
             config,
             tokens,
+            tls,
             trusted_proxies,
         }
     }

@@ -1,11 +1,28 @@
-//! Bearer-token authentication: a tokens file maps tenants to the SHA-256 of
+//! Who a caller is: the [`Principal`] (tenant and the credential that
+//! proved it). Bearer tokens: a tokens file maps tenants to the SHA-256 of
 //! their tokens (the file never holds a token itself), each with an optional
-//! name that the change history records as who made a change. Lookups hash
+//! name that the change history records as who made a change; lookups hash
 //! the presented token and compare it with every entry in constant time, so
-//! neither the match nor its position leaks through timing.
+//! neither the match nor its position leaks through timing. Client
+//! certificates: the identity `tls.client_identity` picks is mapped through
+//! the tenants table ([`CertIdentities`]).
 
+use crate::config::{ClientIdentity, Config};
+use crate::tls::CertNames;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::Path;
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: String,
+    /// What authenticated it, for logs, audit records and the change
+    /// history: the token's name in the tokens file (else `token-` and the
+    /// first 8 hex digits of its hash), or `cert:` and the certificate
+    /// identity (e.g. a SPIFFE id). Never a secret.
+    pub credential: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokensError {
@@ -34,18 +51,11 @@ struct Entry {
     hash: [u8; 32],
 }
 
-/// Who a known token is: its tenant and its name (never the token).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub tenant: String,
-    pub token_name: String,
-}
-
 /// The outcome of checking an `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthResult {
     /// A known token: its tenant and name.
-    Tenant(Caller),
+    Tenant(Principal),
     /// No usable `Authorization: Bearer` header.
     Missing,
     /// A token that is not in the file.
@@ -130,9 +140,9 @@ impl TokenTable {
             }
         }
         match found {
-            Some(e) => AuthResult::Tenant(Caller {
+            Some(e) => AuthResult::Tenant(Principal {
                 tenant: e.tenant.clone(),
-                token_name: e.name.clone(),
+                credential: e.name.clone(),
             }),
             None => AuthResult::Unknown,
         }
@@ -144,6 +154,63 @@ fn valid_token_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
+}
+
+/// Why a verified client certificate authenticates no tenant (403).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertRefusal {
+    /// Its identity is listed for no tenant and names none.
+    NoTenant,
+    /// Its identities map to more than one tenant.
+    Ambiguous,
+}
+
+/// Client-certificate identities → tenant, from the tenants table: each
+/// tenant's `client_identities`, and each tenant's own name.
+#[derive(Debug, Clone, Default)]
+pub struct CertIdentities {
+    kind: ClientIdentity,
+    map: HashMap<String, String>,
+}
+
+impl CertIdentities {
+    pub fn new(c: &Config) -> CertIdentities {
+        let mut map = HashMap::new();
+        for name in c.tenants.keys() {
+            map.insert(name.clone(), name.clone());
+        }
+        // Listed identities win over a tenant name that happens to equal
+        // one (validation refuses that case anyway).
+        for (name, t) in &c.tenants {
+            for id in &t.client_identities {
+                map.insert(id.clone(), name.clone());
+            }
+        }
+        CertIdentities {
+            kind: c.tls.client_identity,
+            map,
+        }
+    }
+
+    /// The tenant a verified certificate authenticates.
+    pub fn principal(&self, names: &CertNames) -> Result<Principal, CertRefusal> {
+        let mut found: Option<(&str, &str)> = None;
+        for id in names.of_kind(self.kind) {
+            let Some(tenant) = self.map.get(id) else {
+                continue;
+            };
+            match found {
+                None => found = Some((tenant, id)),
+                Some((t, _)) if t == tenant => {}
+                Some(_) => return Err(CertRefusal::Ambiguous),
+            }
+        }
+        let (tenant, id) = found.ok_or(CertRefusal::NoTenant)?;
+        Ok(Principal {
+            tenant: tenant.to_string(),
+            credential: format!("cert:{id}"),
+        })
+    }
 }
 
 /// The token of `Bearer <token>` (scheme case-insensitive).
@@ -181,10 +248,11 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 
 /// Hex SHA-256 of a token, as stored in the tokens file.
 pub fn token_hash_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -201,9 +269,9 @@ mod tests {
         let t = TokenTable::parse(&text).unwrap();
         assert_eq!(t.len(), 2);
         let caller = |tenant: &str, token_name: &str| {
-            AuthResult::Tenant(Caller {
+            AuthResult::Tenant(Principal {
                 tenant: tenant.into(),
-                token_name: token_name.into(),
+                credential: token_name.into(),
             })
         };
         // Unnamed: `token-` and the first 8 hex digits of the hash.
@@ -226,6 +294,46 @@ mod tests {
         assert_eq!(t.check(Some(b"Bearer nope")), AuthResult::Unknown);
         assert_eq!(t.check(Some(b"Basic abc")), AuthResult::Missing);
         assert_eq!(t.check(None), AuthResult::Missing);
+    }
+
+    #[test]
+    fn certificate_identities_map_through_the_tenants_table() {
+        let mut c = Config::default();
+        let listed = crate::config::TenantSection {
+            client_identities: vec!["spiffe://example.org/a".into()],
+            ..Default::default()
+        };
+        c.tenants.insert("acme".into(), listed);
+        c.tenants.insert("beta".into(), Default::default());
+        let ids = CertIdentities::new(&c);
+        let uri = |u: &[&str]| CertNames {
+            uris: u.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let p = ids.principal(&uri(&["spiffe://example.org/a"])).unwrap();
+        assert_eq!(p.tenant, "acme");
+        assert_eq!(p.credential, "cert:spiffe://example.org/a");
+        // The tenant's own name identifies it too.
+        assert_eq!(ids.principal(&uri(&["beta"])).unwrap().tenant, "beta");
+        assert_eq!(
+            ids.principal(&uri(&["spiffe://example.org/zz"])),
+            Err(CertRefusal::NoTenant)
+        );
+        assert_eq!(
+            ids.principal(&uri(&["spiffe://example.org/a", "beta"])),
+            Err(CertRefusal::Ambiguous)
+        );
+        // Another kind than the configured one is not looked at.
+        let cn = CertNames {
+            cn: Some("acme".into()),
+            ..Default::default()
+        };
+        assert_eq!(ids.principal(&cn), Err(CertRefusal::NoTenant));
+        c.tls.client_identity = ClientIdentity::Cn;
+        assert_eq!(
+            CertIdentities::new(&c).principal(&cn).unwrap().tenant,
+            "acme"
+        );
     }
 
     #[test]

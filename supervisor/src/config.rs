@@ -70,8 +70,19 @@ pub enum LogFormat {
 pub struct Config {
     /// File format version; must be 1.
     pub version: u32,
-    /// Address to listen on; port 0 picks a free port (logged at start).
+    /// Where the service listens: a TCP address (port 0 picks a free port,
+    /// logged at start) or `unix:/absolute/path`. Ignored when systemd
+    /// passes sockets (socket activation).
     pub listen: String,
+    /// A unix socket's permission bits, as an octal string.
+    pub listen_mode: String,
+    /// A unix socket's owner and group (names or numbers; empty: omnid's own).
+    pub listen_owner: String,
+    pub listen_group: String,
+    /// A second, plain-HTTP listener for probes and scrapes that serves only
+    /// `/healthz`, `/readyz` and `/metrics` (empty: none). Meant for
+    /// loopback or a port only the kubelet and Prometheus reach.
+    pub probe_listen: String,
     /// Worker processes (default: the number of CPUs).
     pub workers: usize,
     /// `"on"` (default) or `"off"`; off logs a warning at every start.
@@ -86,6 +97,7 @@ pub struct Config {
     pub features: omni::Features,
     pub rate_limit: RateLimitSection,
     pub auth: AuthSection,
+    pub tls: TlsSection,
     pub http: HttpSection,
     pub log: LogSection,
     pub store: StoreSection,
@@ -228,8 +240,126 @@ pub struct RateLimitSection {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
     pub enabled: bool,
+    /// Which credentials identify a tenant (with `enabled = true`).
+    pub mode: AuthMode,
     /// Lines `tenant sha256hex-of-token`; `#` comments.
     pub tokens_file: String,
+}
+
+/// How a caller proves its tenant (`auth.mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// A bearer token from the tokens file.
+    #[default]
+    Token,
+    /// A client certificate, verified in the TLS handshake (required there).
+    Mtls,
+    /// Either: the token when an `Authorization` header is sent, else the
+    /// client certificate (optional in the handshake).
+    Both,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Token => "token",
+            AuthMode::Mtls => "mtls",
+            AuthMode::Both => "both",
+        }
+    }
+
+    pub fn uses_tokens(self) -> bool {
+        matches!(self, AuthMode::Token | AuthMode::Both)
+    }
+
+    pub fn uses_certificates(self) -> bool {
+        matches!(self, AuthMode::Mtls | AuthMode::Both)
+    }
+}
+
+/// TLS on the service listener(s): on when `cert_file` is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM: the server certificate, then its intermediates.
+    pub cert_file: String,
+    /// PEM: the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// PEM: the CAs that issue client certificates (auth.mode mtls/both).
+    pub client_ca_file: String,
+    /// PEM: certificate revocation lists of those CAs (optional).
+    pub crl_file: String,
+    /// Which part of a client certificate names its tenant.
+    pub client_identity: ClientIdentity,
+}
+
+impl TlsSection {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty()
+    }
+}
+
+/// The part of a client certificate that identifies it (`tls.client_identity`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientIdentity {
+    /// A URI subject alternative name (e.g. a SPIFFE id).
+    #[default]
+    SanUri,
+    /// A DNS subject alternative name.
+    SanDns,
+    /// The subject's common name.
+    Cn,
+}
+
+impl ClientIdentity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientIdentity::SanUri => "san_uri",
+            ClientIdentity::SanDns => "san_dns",
+            ClientIdentity::Cn => "cn",
+        }
+    }
+}
+
+/// Where the service listens (`listen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// The prefix of a unix socket path in `listen`.
+pub const UNIX_PREFIX: &str = "unix:";
+
+impl ListenAddr {
+    pub fn parse(s: &str) -> Result<ListenAddr, String> {
+        if let Some(path) = s.strip_prefix(UNIX_PREFIX) {
+            if !path.starts_with('/') {
+                return Err(
+                    "a unix socket needs an absolute path, like unix:/run/omnid/omnid.sock".into(),
+                );
+            }
+            // sun_path holds 108 bytes including the terminating NUL.
+            if path.len() > 107 {
+                return Err("a unix socket path is at most 107 bytes long".into());
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        s.parse::<SocketAddr>().map(ListenAddr::Tcp).map_err(|_| {
+            "expected an address like 127.0.0.1:8080 or unix:/run/omnid/omnid.sock".into()
+        })
+    }
+}
+
+/// `listen_mode`: octal permission bits (at most 0777).
+pub fn parse_mode(s: &str) -> Option<u32> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 4 {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,6 +444,11 @@ pub struct TenantSection {
     pub max_revisions: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_stored_bytes: Option<u64>,
+    /// Client-certificate identities (`tls.client_identity`) that
+    /// authenticate as this tenant; a certificate whose identity equals the
+    /// tenant's name does too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub client_identities: Vec<String>,
 }
 
 impl Default for Config {
@@ -321,6 +456,10 @@ impl Default for Config {
         Config {
             version: CONFIG_VERSION,
             listen: "127.0.0.1:8080".into(),
+            listen_mode: "0660".into(),
+            listen_owner: String::new(),
+            listen_group: String::new(),
+            probe_listen: String::new(),
             workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -333,6 +472,7 @@ impl Default for Config {
             features: omni::Features::default(),
             rate_limit: RateLimitSection::default(),
             auth: AuthSection::default(),
+            tls: TlsSection::default(),
             http: HttpSection::default(),
             log: LogSection::default(),
             store: StoreSection::default(),
@@ -535,6 +675,7 @@ impl Default for TenantSection {
             max_policies: None,
             max_revisions: None,
             max_stored_bytes: None,
+            client_identities: Vec::new(),
         }
     }
 }
@@ -713,9 +854,24 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             ),
         ));
     }
-    c.listen
-        .parse::<SocketAddr>()
-        .map_err(|_| invalid("listen", "expected an address like 127.0.0.1:8080"))?;
+    ListenAddr::parse(&c.listen).map_err(|m| invalid("listen", m))?;
+    if parse_mode(&c.listen_mode).is_none() {
+        return Err(invalid(
+            "listen_mode",
+            "expected octal permission bits like \"0660\"",
+        ));
+    }
+    if !c.probe_listen.is_empty() {
+        let probe = c.probe_listen.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "probe_listen",
+                "expected an address like 127.0.0.1:8081 (or empty for none)",
+            )
+        })?;
+        if ListenAddr::parse(&c.listen) == Ok(ListenAddr::Tcp(probe)) && probe.port() != 0 {
+            return Err(invalid("probe_listen", "must differ from listen"));
+        }
+    }
     let positive = |key: &str, v: u64| {
         if v == 0 {
             Err(invalid(key, "must be greater than 0"))
@@ -846,12 +1002,7 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             )
         })?;
     }
-    if c.auth.enabled && c.auth.tokens_file.is_empty() {
-        return Err(invalid(
-            "auth.tokens_file",
-            "must be set when auth.enabled = true",
-        ));
-    }
+    validate_auth_and_tls(c)?;
     positive("http.header_timeout_ms", c.http.header_timeout_ms)?;
     positive("http.body_timeout_ms", c.http.body_timeout_ms)?;
     positive("http.max_connections", c.http.max_connections as u64)?;
@@ -946,6 +1097,93 @@ fn validate_store(s: &StoreSection) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `auth` and `tls` together: which credentials the mode needs, and the
+/// files that go with them; each client identity names one tenant.
+fn validate_auth_and_tls(c: &Config) -> Result<(), ConfigError> {
+    let (auth, tls) = (&c.auth, &c.tls);
+    if auth.enabled && auth.mode.uses_tokens() && auth.tokens_file.is_empty() {
+        return Err(invalid(
+            "auth.tokens_file",
+            format!(
+                "must be set when auth.enabled = true and auth.mode = \"{}\"",
+                auth.mode.as_str()
+            ),
+        ));
+    }
+    if auth.mode != AuthMode::Token && !auth.enabled {
+        return Err(invalid(
+            "auth.mode",
+            format!("\"{}\" needs auth.enabled = true", auth.mode.as_str()),
+        ));
+    }
+    if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+        let missing = if tls.cert_file.is_empty() {
+            "tls.cert_file"
+        } else {
+            "tls.key_file"
+        };
+        return Err(invalid(
+            missing,
+            "tls.cert_file and tls.key_file are set together",
+        ));
+    }
+    let certs = auth.enabled && auth.mode.uses_certificates();
+    if certs && !tls.enabled() {
+        return Err(invalid(
+            "tls.cert_file",
+            format!(
+                "auth.mode = \"{}\" needs TLS: set tls.cert_file and tls.key_file",
+                auth.mode.as_str()
+            ),
+        ));
+    }
+    if certs && tls.client_ca_file.is_empty() {
+        return Err(invalid(
+            "tls.client_ca_file",
+            format!(
+                "auth.mode = \"{}\" needs the CA bundle that issues client certificates",
+                auth.mode.as_str()
+            ),
+        ));
+    }
+    if !certs && !tls.client_ca_file.is_empty() {
+        return Err(invalid(
+            "tls.client_ca_file",
+            "only used with auth.enabled = true and auth.mode = \"mtls\" or \"both\"",
+        ));
+    }
+    if !tls.crl_file.is_empty() && tls.client_ca_file.is_empty() {
+        return Err(invalid(
+            "tls.crl_file",
+            "revocation lists apply to client certificates: set tls.client_ca_file too",
+        ));
+    }
+    let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, t) in &c.tenants {
+        for id in &t.client_identities {
+            let key = format!("tenants.{name}.client_identities");
+            if id.trim().is_empty() || id.len() > 1024 {
+                return Err(invalid(&key, "identities are 1-1024 characters"));
+            }
+            if let Some(other) = owner.insert(id, name) {
+                if other != name {
+                    return Err(invalid(
+                        &key,
+                        format!("`{id}` is also listed for tenant {other}"),
+                    ));
+                }
+            }
+            if id != name && c.tenants.contains_key(id.as_str()) {
+                return Err(invalid(
+                    &key,
+                    format!("`{id}` is the name of another tenant, which it already identifies"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `worker.uid_range`: a range of non-root ids with room for every slot's
 /// tenant plus one being bound, in dedicated mode, with the sandbox on, in
 /// an omnid started as root (only root can start a worker under another
@@ -1025,10 +1263,10 @@ impl Config {
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.listen
-            .parse()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    /// `listen`, parsed (validation has accepted it).
+    pub fn listen_addr(&self) -> ListenAddr {
+        ListenAddr::parse(&self.listen)
+            .unwrap_or_else(|_| ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080))))
     }
 
     /// What each worker process is started with.
@@ -1069,6 +1307,19 @@ impl Config {
         if self.listen != new.listen {
             out.push("listen");
         }
+        if self.listen_mode != new.listen_mode {
+            out.push("listen_mode");
+        }
+        if self.listen_owner != new.listen_owner {
+            out.push("listen_owner");
+        }
+        if self.listen_group != new.listen_group {
+            out.push("listen_group");
+        }
+        if self.probe_listen != new.probe_listen {
+            out.push("probe_listen");
+        }
+
         if self.workers != new.workers {
             out.push("workers");
         }
@@ -1112,6 +1363,10 @@ impl Config {
     pub fn merge_live(&self, new: &Config) -> Config {
         let mut c = new.clone();
         c.listen = self.listen.clone();
+        c.listen_mode = self.listen_mode.clone();
+        c.listen_owner = self.listen_owner.clone();
+        c.listen_group = self.listen_group.clone();
+        c.probe_listen = self.probe_listen.clone();
         c.workers = self.workers;
         c.sandbox = self.sandbox;
         c.log.format = self.log.format;
@@ -1345,6 +1600,142 @@ mod tests {
             .map_err(|e| e.to_string())
             .unwrap();
         assert_eq!(back.worker.uid_range, Some([70000, 70002]));
+    }
+
+    #[test]
+    fn listeners_are_checked() {
+        let c = load_str(
+            "version = 1\nlisten = \"unix:/run/omnid/omnid.sock\"\nlisten_mode = \"0600\"\nprobe_listen = \"127.0.0.1:8081\"\n",
+            &[],
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        assert_eq!(
+            c.listen_addr(),
+            ListenAddr::Unix(PathBuf::from("/run/omnid/omnid.sock"))
+        );
+        assert_eq!(parse_mode(&c.listen_mode), Some(0o600));
+        for (text, key) in [
+            ("listen = \"unix:relative.sock\"", "listen"),
+            ("listen = \"unix:\"", "listen"),
+            ("listen_mode = \"0999\"", "listen_mode"),
+            ("listen_mode = \"01777\"", "listen_mode"),
+            ("probe_listen = \"localhost\"", "probe_listen"),
+            (
+                "listen = \"127.0.0.1:9000\"\nprobe_listen = \"127.0.0.1:9000\"",
+                "probe_listen",
+            ),
+        ] {
+            let e = load_str(&format!("version = 1\n{text}\n"), &[]).unwrap_err();
+            assert!(e.to_string().contains(&format!("`{key}`")), "{text}: {e}");
+        }
+        let long = format!("unix:/{}", "x".repeat(200));
+        assert!(ListenAddr::parse(&long).is_err());
+        // Restart only.
+        let mut new = c.clone();
+        new.listen_mode = "0666".into();
+        new.probe_listen = String::new();
+        assert_eq!(
+            c.restart_only_changes(&new),
+            vec!["listen_mode", "probe_listen"]
+        );
+        assert_eq!(c.merge_live(&new), c);
+    }
+
+    #[test]
+    fn auth_modes_need_their_credentials_and_files() {
+        let tls = "[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n";
+        let ok = |text: &str, env: &[(&str, &str)]| {
+            load_str(&format!("version = 1\n{text}"), env)
+                .map_err(|e| e.to_string())
+                .unwrap()
+        };
+        let err = |text: &str| {
+            load_str(&format!("version = 1\n{text}"), &[])
+                .unwrap_err()
+                .to_string()
+        };
+        // mtls needs no tokens file, but TLS and the clients' CA bundle.
+        let c = ok(
+            &format!(
+                "[auth]\nenabled = true\nmode = \"mtls\"\n{tls}client_ca_file = \"/ca.pem\"\n"
+            ),
+            &[],
+        );
+        assert_eq!(c.auth.mode, AuthMode::Mtls);
+        assert_eq!(c.tls.client_identity, ClientIdentity::SanUri);
+        let e = err("[auth]\nenabled = true\nmode = \"mtls\"\n");
+        assert!(
+            e.contains("`tls.cert_file`") && e.contains("needs TLS"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[auth]\nenabled = true\nmode = \"both\"\ntokens_file = \"/t\"\n{tls}"
+        ));
+        assert!(e.contains("`tls.client_ca_file`"), "{e}");
+        // both also needs the tokens file; mtls with auth off is a mistake.
+        let e = err(&format!(
+            "[auth]\nenabled = true\nmode = \"both\"\n{tls}client_ca_file = \"/ca\"\n"
+        ));
+        assert!(e.contains("`auth.tokens_file`"), "{e}");
+        let e = err("[auth]\nmode = \"mtls\"\n");
+        assert!(
+            e.contains("`auth.mode`") && e.contains("auth.enabled"),
+            "{e}"
+        );
+        let e = err("[auth]\nmode = \"cert\"\n");
+        assert!(e.contains("auth.mode"), "{e}");
+        // The files go together.
+        let e = err("[tls]\ncert_file = \"/c.pem\"\n");
+        assert!(e.contains("`tls.key_file`"), "{e}");
+        let e = err(&format!("{tls}client_ca_file = \"/ca.pem\"\n"));
+        assert!(
+            e.contains("`tls.client_ca_file`") && e.contains("mtls"),
+            "{e}"
+        );
+        let e = err("[tls]\ncrl_file = \"/x.crl\"\n");
+        assert!(e.contains("`tls.crl_file`"), "{e}");
+        // TLS alone (token auth or none) is fine; environment overrides work.
+        let c = ok(
+            tls,
+            &[
+                ("OMNID_TLS_CLIENT_IDENTITY", "cn"),
+                ("OMNID_AUTH_MODE", "token"),
+            ],
+        );
+        assert!(c.tls.enabled());
+        assert_eq!(c.tls.client_identity, ClientIdentity::Cn);
+        let e = load_str("version = 1\n", &[("OMNID_TLS_CLIENT_IDENTITY", "email")]).unwrap_err();
+        assert!(e.to_string().contains("tls.client_identity"), "{e}");
+    }
+
+    #[test]
+    fn each_client_identity_names_one_tenant() {
+        let base = "version = 1\n";
+        let c = load_str(
+            &format!(
+                "{base}[tenants.a]\nclient_identities = [\"spiffe://x/a\", \"a\"]\n[tenants.b]\n"
+            ),
+            &[],
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        assert_eq!(c.tenants["a"].client_identities.len(), 2);
+        // Printed and read back.
+        let back: Config = toml::from_str(&c.to_toml())
+            .map_err(|e| e.to_string())
+            .unwrap();
+        assert_eq!(back, c);
+        for bad in [
+            "[tenants.a]\nclient_identities = [\"x\"]\n[tenants.b]\nclient_identities = [\"x\"]\n",
+            "[tenants.a]\nclient_identities = [\"b\"]\n[tenants.b]\n",
+            "[tenants.a]\nclient_identities = [\" \"]\n",
+        ] {
+            let e = load_str(&format!("{base}{bad}"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("client_identities"), "{bad}: {e}");
+        }
     }
 
     #[test]

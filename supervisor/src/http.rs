@@ -6,12 +6,14 @@
 //! and evaluate-by-name). The stored policies' API is in
 //! [`crate::registry::routes`].
 
-use crate::api::{error_body, ApiError};
+use crate::api::{error_body, ApiError, CertProblem};
 use crate::app::App;
 use crate::body::Body;
 use crate::ids::{new_request_id, valid_request_id};
+use crate::listen::{Listener, Peer, Socket};
 use crate::playground::Asset;
 use crate::registry::routes::{self as policies, Resource};
+use crate::tls::{ClientCert, TlsMaterial};
 use crate::validate::{self, ValidateInput, ValidateLog};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -25,14 +27,13 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{watch, Semaphore};
 
 /// Bounded set of endpoint names for metrics and logs.
@@ -71,12 +72,22 @@ impl Endpoint {
         }
         match path {
             "/api/validate" => Endpoint::Validate,
-            "/api/health" => Endpoint::Health,
-            "/api/readiness" => Endpoint::Readiness,
+            "/api/health" | "/healthz" => Endpoint::Health,
+            "/api/readiness" | "/readyz" => Endpoint::Readiness,
             "/api/metrics" => Endpoint::Metrics,
             "/api/metrics-prom" | "/metrics" => Endpoint::MetricsProm,
             "/api/openapi.json" => Endpoint::OpenApi,
             _ => Asset::from_path(path).map_or(Endpoint::Unknown, Endpoint::Playground),
+        }
+    }
+
+    /// The probe listener's few routes.
+    fn probe_route(path: &str) -> Endpoint {
+        match path {
+            "/healthz" => Endpoint::Health,
+            "/readyz" => Endpoint::Readiness,
+            "/metrics" => Endpoint::MetricsProm,
+            _ => Endpoint::Unknown,
         }
     }
 
@@ -177,16 +188,17 @@ impl Drop for ClientSlot {
 /// goes out for `timeout`, the write fails with `TimedOut` and hyper ends
 /// the connection, freeing its slot. The clock restarts with every write
 /// that makes progress, so a large answer to a slow reader is fine; a
-/// client that pipelines requests and reads nothing is not.
-struct StallGuard {
-    inner: TcpStream,
+/// client that pipelines requests and reads nothing is not. Under TLS it
+/// wraps the socket, below the encryption.
+struct StallGuard<S> {
+    inner: S,
     timeout: Duration,
     /// Set while a write waits for room in the socket.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl StallGuard {
-    fn new(inner: TcpStream, timeout: Duration) -> StallGuard {
+impl<S: AsyncRead + AsyncWrite + Unpin> StallGuard<S> {
+    fn new(inner: S, timeout: Duration) -> StallGuard<S> {
         StallGuard {
             inner,
             timeout,
@@ -216,7 +228,7 @@ impl StallGuard {
     }
 }
 
-impl AsyncRead for StallGuard {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for StallGuard<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -226,7 +238,7 @@ impl AsyncRead for StallGuard {
     }
 }
 
-impl AsyncWrite for StallGuard {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for StallGuard<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -264,22 +276,145 @@ impl AsyncWrite for StallGuard {
     }
 }
 
-/// Accepts connections until `stop` turns true, then drops the listener.
-/// Open connections are closed gracefully when `close` turns true.
-pub async fn serve(
-    listener: TcpListener,
+/// A stream whose first byte has been read to tell TLS from plain HTTP, and
+/// is handed back on the first read.
+struct FirstByte<S> {
+    inner: S,
+    first: Option<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> FirstByte<S> {
+    /// Reads the first byte (`None`: the client closed without one).
+    async fn read_first(inner: S) -> io::Result<(FirstByte<S>, Option<u8>)> {
+        let mut inner = inner;
+        let mut b = [0u8; 1];
+        let n = inner.read(&mut b).await?;
+        let first = (n == 1).then_some(b[0]);
+        Ok((FirstByte { inner, first }, first))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for FirstByte<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() > 0 {
+            if let Some(b) = this.first.take() {
+                buf.put_slice(&[b]);
+                return Poll::Ready(Ok(()));
+            }
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FirstByte<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `listen` (or systemd's sockets): the whole API, with TLS when on.
+    Service,
+    /// `probe_listen`: plain HTTP, `/healthz`, `/readyz` and `/metrics` only.
+    Probe,
+}
+
+/// Connections the probe listener holds at once: probes and scrapes are
+/// few, and they must not wait behind the service's connections.
+const PROBE_MAX_CONNECTIONS: usize = 32;
+
+/// The TLS record type of a handshake: the first byte of every ClientHello.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// What a request knows about its connection.
+pub struct ConnInfo {
+    pub peer: Peer,
+    pub role: Role,
+    /// The verified client certificate (TLS with auth.mode mtls/both).
+    pub client_cert: Option<ClientCert>,
+}
+
+/// What every connection of one `serve` shares.
+struct Shared {
     app: Arc<App>,
     conns: Arc<Connections>,
-    mut stop: watch::Receiver<bool>,
+    role: Role,
+    limit: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
+}
+
+/// Accepts on `listeners` until `stop` turns true, then drops them. Open
+/// connections are closed gracefully when `close` turns true.
+pub async fn serve(
+    listeners: Vec<Listener>,
+    role: Role,
+    app: Arc<App>,
+    conns: Arc<Connections>,
+    stop: watch::Receiver<bool>,
     close: watch::Receiver<bool>,
 ) {
     let cfg = app.settings().config.clone();
-    let limit = Arc::new(Semaphore::new(cfg.http.max_connections));
-    let per_client = Arc::new(PerClient::default());
+    let cap = match role {
+        Role::Service => cfg.http.max_connections,
+        Role::Probe => PROBE_MAX_CONNECTIONS,
+    };
+    let shared = Arc::new(Shared {
+        app,
+        conns,
+        role,
+        limit: Arc::new(Semaphore::new(cap)),
+        per_client: Arc::new(PerClient::default()),
+    });
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(accept_loop(l, shared.clone(), stop.clone(), close.clone())))
+        .collect();
+    for l in loops {
+        let _ = l.await;
+    }
+}
+
+async fn accept_loop(
+    listener: Listener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    close: watch::Receiver<bool>,
+) {
     loop {
         let permit = tokio::select! {
             _ = stop.changed() => break,
-            p = limit.clone().acquire_owned() => match p {
+            p = shared.limit.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
@@ -296,76 +431,232 @@ pub async fn serve(
                 }
             },
         };
-        let settings = app.settings();
+        let settings = shared.app.settings();
         // Before anything is read (and so before auth): a trusted proxy
-        // speaks for many clients and has only the overall cap.
-        let ip = peer.ip().to_canonical();
-        let client = if settings.trusted_proxies.contains(&ip) {
-            None
-        } else {
-            match per_client.admit(ip, settings.config.http.max_connections_per_client) {
-                Some(slot) => Some(slot),
-                None => {
-                    tracing::debug!(
-                        peer = %ip,
-                        "connection refused: the address has http.max_connections_per_client open"
-                    );
-                    drop(stream);
-                    continue;
-                }
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let mut close = close.clone();
-        conns.open.fetch_add(1, Ordering::AcqRel);
-        let guard = ConnGuard(conns.clone());
-        let header_timeout = Duration::from_millis(settings.config.http.header_timeout_ms);
-        let write_timeout = Duration::from_millis(settings.config.http.write_timeout_ms);
-        drop(settings);
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _guard = guard;
-            let _client = client;
-            let svc = service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(&app, peer, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(StallGuard::new(stream, write_timeout)), svc);
-            tokio::pin!(conn);
-            let mut closing = *close.borrow();
-            if closing {
-                conn.as_mut().graceful_shutdown();
-            }
-            loop {
-                if closing {
-                    let _ = conn.as_mut().await;
-                    break;
-                }
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        let _ = r;
-                        break;
-                    }
-                    c = close.changed() => {
-                        if c.is_err() || *close.borrow() {
-                            conn.as_mut().graceful_shutdown();
-                            closing = true;
+        // speaks for many clients and has only the overall cap, and so do
+        // local callers on a unix socket (its file mode decides who they are).
+        let client = match peer {
+            Peer::Tcp(addr) if shared.role == Role::Service => {
+                let ip = addr.ip().to_canonical();
+                if settings.trusted_proxies.contains(&ip) {
+                    None
+                } else {
+                    match shared
+                        .per_client
+                        .admit(ip, settings.config.http.max_connections_per_client)
+                    {
+                        Some(slot) => Some(slot),
+                        None => {
+                            tracing::debug!(
+                                peer = %ip,
+                                "connection refused: the address has http.max_connections_per_client open"
+                            );
+                            drop(stream);
+                            continue;
                         }
                     }
                 }
             }
+            _ => None,
+        };
+        shared.conns.open.fetch_add(1, Ordering::AcqRel);
+        let guard = ConnGuard(shared.conns.clone());
+        let timeouts = Timeouts {
+            header: Duration::from_millis(settings.config.http.header_timeout_ms),
+            write: Duration::from_millis(settings.config.http.write_timeout_ms),
+        };
+        // The material at accept time: a reload changes it for connections
+        // accepted later, never for this one.
+        let tls = match shared.role {
+            Role::Service => settings.tls.clone(),
+            Role::Probe => None,
+        };
+        drop(settings);
+        let app = shared.app.clone();
+        let role = shared.role;
+        let close = close.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _guard = guard;
+            let _client = client;
+            connection(app, stream, peer, role, tls, timeouts, close).await;
         });
     }
     drop(listener);
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    header: Duration,
+    write: Duration,
+}
+
+/// One connection: the TLS handshake when the listener has TLS (plain HTTP
+/// sent to it gets a 400 and the connection closes), then HTTP/1.1.
+async fn connection(
+    app: Arc<App>,
+    stream: Socket,
+    peer: Peer,
+    role: Role,
+    tls: Option<Arc<TlsMaterial>>,
+    timeouts: Timeouts,
+    close: watch::Receiver<bool>,
+) {
+    let io = StallGuard::new(stream, timeouts.write);
+    let Some(material) = tls else {
+        let conn = ConnInfo {
+            peer,
+            role,
+            client_cert: None,
+        };
+        return serve_http(app, io, conn, timeouts, close).await;
+    };
+    let (io, first) = match tokio::time::timeout(timeouts.header, FirstByte::read_first(io)).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(_)) => return,
+        Err(_) => {
+            app.metrics.tls_failure("timeout");
+            return;
+        }
+    };
+    match first {
+        Some(TLS_HANDSHAKE_RECORD) => {}
+        // A closed connection (a port scan, a TCP health check) is nothing.
+        None => return,
+        Some(b) => {
+            app.metrics.tls_failure("plain_http");
+            refuse_plain_http(io, timeouts, b.is_ascii_uppercase()).await;
+            return;
+        }
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(material.server.clone());
+    let stream = match tokio::time::timeout(timeouts.header, acceptor.accept(io)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let reason = handshake_failure(&e);
+            app.metrics.tls_failure(reason);
+            tracing::debug!(peer = ?peer, reason, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            app.metrics.tls_failure("timeout");
+            return;
+        }
+    };
+    let client_cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| ClientCert::new(chain, material.generation));
+    let conn = ConnInfo {
+        peer,
+        role,
+        client_cert,
+    };
+    serve_http(app, stream, conn, timeouts, close).await;
+}
+
+/// The metric reason of a failed handshake.
+fn handshake_failure(e: &io::Error) -> &'static str {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) => {
+            "client_certificate"
+        }
+        _ => "protocol",
+    }
+}
+
+/// Neither TLS nor anything else on a TLS listener: read what was sent
+/// (bounded: 16 KiB, a pause of 200 ms, 2 s in all), answer plain HTTP with
+/// a 400 and the usual error body (`answer`, when it looks like HTTP), and
+/// close. Reading first makes the close a FIN, not a reset that could eat
+/// the answer.
+async fn refuse_plain_http<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    timeouts: Timeouts,
+    answer: bool,
+) {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let until = tokio::time::Instant::now() + timeouts.header.min(Duration::from_secs(2));
+    while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let pause = tokio::time::Instant::now() + Duration::from_millis(200);
+        match tokio::time::timeout_at(until.min(pause), io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    if !answer {
+        let _ = io.shutdown().await;
+        return;
+    }
+    let request_id = new_request_id();
+    let body = error_body(
+        &request_id,
+        &ApiError::InvalidRequest(
+            "this port speaks HTTPS (TLS); send the request with https://".into(),
+        ),
+    );
+    let mut out = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    let _ = io.write_all(&out).await;
+    let _ = io.shutdown().await;
+}
+
+/// HTTP/1.1 with keep-alive over `io` until the client closes, a timeout
+/// ends it, or `close` asks for a graceful end.
+async fn serve_http<I>(
+    app: Arc<App>,
+    io: I,
+    conn: ConnInfo,
+    timeouts: Timeouts,
+    mut close: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = Arc::new(conn);
+    let svc = service_fn(move |req| {
+        let app = app.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(handle(&app, &conn, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let mut closing = *close.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        if closing {
+            let _ = conn.as_mut().await;
+            break;
+        }
+        tokio::select! {
+            r = conn.as_mut() => {
+                let _ = r;
+                break;
+            }
+            c = close.changed() => {
+                if c.is_err() || *close.borrow() {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
 /// Handles one request: routing, the envelope, metrics and the log line.
-async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn handle(app: &App, conn: &Arc<ConnInfo>, req: Request<Incoming>) -> Response<Body> {
     let received = Instant::now();
     let received_wall = SystemTime::now();
     let request_id = req
@@ -376,7 +667,10 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::to_string)
         .unwrap_or_else(new_request_id);
-    let mut endpoint = Endpoint::route(req.uri().path());
+    let mut endpoint = match conn.role {
+        Role::Service => Endpoint::route(req.uri().path()),
+        Role::Probe => Endpoint::probe_route(req.uri().path()),
+    };
     if matches!(endpoint, Endpoint::Playground(_)) && !app.settings().config.playground {
         endpoint = Endpoint::Unknown;
     }
@@ -392,7 +686,8 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
                 let input = ValidateInput {
                     headers: parts.headers,
                     body,
-                    peer,
+                    peer: conn.peer.addr(),
+                    conn: conn.clone(),
                     received,
                     received_wall,
                 };
@@ -415,7 +710,8 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
                         request: ValidateInput {
                             headers: parts.headers,
                             body,
-                            peer,
+                            peer: conn.peer.addr(),
+                            conn: conn.clone(),
                             received,
                             received_wall,
                         },
@@ -460,6 +756,7 @@ async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response
         tracing::info!(
             requestId = %request_id,
             tenant = log.tenant.as_deref().unwrap_or("-"),
+            credential = log.credential.as_deref().unwrap_or("-"),
             policyId = log.policy_id.as_deref().unwrap_or("-"),
             status,
             code = code.unwrap_or("ok"),
@@ -501,7 +798,9 @@ fn error_response(request_id: &str, e: &ApiError, allowed: Option<&'static str>)
         }
     }
     match e {
-        ApiError::Unauthorized => {
+        // A token would do: say which scheme. (A client certificate has no
+        // HTTP authentication scheme to name.)
+        ApiError::Unauthorized | ApiError::Certificate(CertProblem::MissingEither) => {
             r.headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -17,6 +17,7 @@ mod http;
 mod ids;
 mod lifecycle;
 mod limits;
+mod listen;
 mod lock;
 mod logging;
 mod metrics;
@@ -28,6 +29,7 @@ mod restart;
 mod signals;
 mod store;
 mod systemd;
+mod tls;
 mod validate;
 
 use app::{App, Settings};
@@ -124,7 +126,7 @@ fn load(cli: &Cli) -> Result<(Config, TokenTable), String> {
 }
 
 fn load_tokens(c: &Config) -> Result<TokenTable, String> {
-    if !c.auth.enabled {
+    if !c.auth.enabled || !c.auth.mode.uses_tokens() {
         return Ok(TokenTable::default());
     }
     TokenTable::load(std::path::Path::new(&c.auth.tokens_file))
@@ -145,7 +147,20 @@ fn run(cli: Cli) -> i32 {
         println!("{tenant} {}", auth::token_hash_hex(token.trim()));
         return 0;
     }
-    let (config, tokens) = match load(&cli) {
+    // Before any thread or worker exists: the sockets systemd passed are
+    // taken (close-on-exec, so no worker inherits one) and LISTEN_* cleared.
+    let inherited = match listen::take_systemd_sockets() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("omnid: {e}");
+            return 1;
+        }
+    };
+    let loaded = load(&cli).and_then(|(config, tokens)| {
+        let tls = tls::load(&config).map_err(|e| e.to_string())?;
+        Ok((config, tokens, tls))
+    });
+    let (config, tokens, tls) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("omnid: configuration error: {e}");
@@ -162,7 +177,22 @@ fn run(cli: Cli) -> i32 {
         tracing::warn!("sandbox = \"off\": workers run WITHOUT seccomp, rlimits or privilege drop; never use this in production");
     }
     if config.auth.enabled {
-        tracing::info!(tokens = tokens.len(), "auth on: bearer tokens required");
+        let mode = config.auth.mode.as_str();
+        match config.auth.mode {
+            config::AuthMode::Token => {
+                tracing::info!(
+                    tokens = tokens.len(),
+                    mode,
+                    "auth on: bearer tokens required"
+                )
+            }
+            config::AuthMode::Mtls => tracing::info!(mode, "auth on: client certificates required"),
+            config::AuthMode::Both => tracing::info!(
+                tokens = tokens.len(),
+                mode,
+                "auth on: a bearer token or a client certificate required"
+            ),
+        }
     }
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
@@ -216,7 +246,7 @@ fn run(cli: Cli) -> i32 {
         n = pool.size()
     );
     let app = Arc::new(App::new(
-        Settings::new(config.clone(), tokens),
+        Settings::new(config.clone(), tokens, tls),
         pool,
         registry,
         metrics,
@@ -224,6 +254,7 @@ fn run(cli: Cli) -> i32 {
     let load = move || load(&cli);
     let code = runtime.block_on(lifecycle::serve(
         &load,
+        inherited,
         app.clone(),
         log,
         workers_ready,

@@ -58,6 +58,12 @@ struct VersionLabels {
     version: &'static str,
 }
 
+/// Why a connection to a TLS listener ended before HTTP: plain HTTP sent
+/// to it, a client certificate refused (unknown CA, revoked, expired,
+/// missing where required), any other handshake failure, or no handshake
+/// within `http.header_timeout_ms`.
+pub const TLS_FAILURES: [&str; 4] = ["plain_http", "client_certificate", "protocol", "timeout"];
+
 /// The phases of one evaluation, in order.
 pub const PHASES: [&str; 4] = ["queue", "parse", "check", "eval"];
 
@@ -131,6 +137,7 @@ pub struct Metrics {
     cache_misses: Counter,
     served: Family<PolicyLabels, Gauge>,
     uptime: Gauge,
+    tls_failures: Family<ReasonLabels, Counter>,
     // JSON mirrors.
     mirror: Mutex<Mirror>,
     latency_sc: SumCount,
@@ -139,6 +146,7 @@ pub struct Metrics {
     rate_limited_n: AtomicU64,
     cache_hits_n: AtomicU64,
     cache_misses_n: AtomicU64,
+    tls_failures_n: [AtomicU64; TLS_FAILURES.len()],
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -247,6 +255,15 @@ impl Metrics {
             })
             .set(1);
         r.register("build_info", "Build version of omnid", build);
+        let tls_failures = Family::<ReasonLabels, Counter>::default();
+        r.register(
+            "tls_handshake_failures",
+            "Connections to a TLS listener that ended before HTTP, by reason",
+            tls_failures.clone(),
+        );
+        for reason in TLS_FAILURES {
+            let _ = tls_failures.get_or_create(&ReasonLabels { reason });
+        }
         // Make every reason and state visible from the first scrape.
         for reason in RestartReason::ALL {
             let _ = restarts.get_or_create(&ReasonLabels {
@@ -272,6 +289,7 @@ impl Metrics {
             cache_misses,
             served,
             uptime,
+            tls_failures,
             mirror: Mutex::new(Mirror::default()),
             latency_sc: SumCount::default(),
             phase_sc: Default::default(),
@@ -279,6 +297,7 @@ impl Metrics {
             rate_limited_n: AtomicU64::new(0),
             cache_hits_n: AtomicU64::new(0),
             cache_misses_n: AtomicU64::new(0),
+            tls_failures_n: Default::default(),
         }
     }
 
@@ -331,6 +350,16 @@ impl Metrics {
     pub fn rejected(&self, code: &'static str) {
         self.rejected.get_or_create(&CodeLabels { code }).inc();
         *self.mirror().rejected.entry(code).or_default() += 1;
+    }
+
+    /// `reason` is one of [`TLS_FAILURES`].
+    pub fn tls_failure(&self, reason: &'static str) {
+        self.tls_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+        if let Some(i) = TLS_FAILURES.iter().position(|r| *r == reason) {
+            self.tls_failures_n[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn cache(&self, hit: bool) {
@@ -436,6 +465,11 @@ impl Metrics {
                 "hits": self.cache_hits_n.load(Ordering::Relaxed),
                 "misses": self.cache_misses_n.load(Ordering::Relaxed),
             },
+            "tlsHandshakeFailures": TLS_FAILURES
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.to_string(), self.tls_failures_n[i].load(Ordering::Relaxed).into()))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
         })
     }
 }
@@ -485,6 +519,7 @@ mod tests {
         m.phase("eval", Duration::from_micros(30));
         m.restart(RestartReason::Timeout);
         m.cache(true);
+        m.tls_failure("plain_http");
         let s = Snapshot {
             workers_total: 2,
             workers_idle: 2,
@@ -501,6 +536,9 @@ mod tests {
         assert_eq!(j["requests"]["validate"]["200"], 1);
         assert_eq!(j["workerRestarts"]["timeout"], 1);
         assert_eq!(j["cache"]["hits"], 1);
+        assert_eq!(j["tlsHandshakeFailures"]["plain_http"], 1);
+        assert_eq!(j["tlsHandshakeFailures"]["timeout"], 0);
+        assert!(text.contains("omnid_tls_handshake_failures_total{reason=\"plain_http\"} 1"));
     }
 
     #[test]

@@ -77,6 +77,33 @@ fn prom_get(summary: &str) -> Value {
     } })
 }
 
+fn health_get(summary: &str, operation_id: &str) -> Value {
+    json!({ "get": {
+        "summary": summary,
+        "operationId": operation_id,
+        "tags": ["operations"],
+        "security": [],
+        "responses": {
+            "200": json_response("The process is alive", "Health"),
+            "default": error_response("Unexpected error", &["internal"], false)
+        }
+    } })
+}
+
+fn readiness_get(summary: &str, operation_id: &str) -> Value {
+    json!({ "get": {
+        "summary": summary,
+        "operationId": operation_id,
+        "tags": ["operations"],
+        "security": [],
+        "responses": {
+            "200": json_response("Ready; or degraded (the policy store does not answer: stored policies already loaded are still evaluated, writes are refused), which `reasons` says", "Readiness"),
+            "503": json_response("Not ready (starting, crash loop, or draining)", "Readiness"),
+            "default": error_response("Unexpected error", &["internal"], false)
+        }
+    } })
+}
+
 /// A file of the playground (`playground = true`; 404 when it is off).
 fn playground_get(summary: &str, operation_id: &str, media: &str, schema: Value) -> Value {
     json!({ "get": {
@@ -573,8 +600,8 @@ fn base_document() -> Value {
     let validate_errors = json!({
         "200": json_response("The policy was processed (it may still have errors)", "ValidateResponse"),
         "400": status_response("Body, field or context malformed", 400),
-        "401": status_response("Auth enabled and the bearer token is missing or unknown", 401),
-        "403": status_response("The token's tenant is not allowed", 403),
+        "401": status_response("Auth enabled and no valid credential: the bearer token is missing or unknown, or (auth.mode mtls/both) no client certificate, or one the reloaded CA bundle or CRL no longer accepts", 401),
+        "403": status_response("The tenant is not allowed, or a verified client certificate names no tenant (or more than one)", 403),
         "413": status_response("Over a size limit", 413),
         "415": status_response("The body is not JSON", 415),
         "422": status_response("The evaluation hit a limit", 422),
@@ -613,27 +640,10 @@ fn base_document() -> Value {
                 },
                 "responses": validate_errors
             } },
-            "/api/health": { "get": {
-                "summary": "Liveness",
-                "operationId": "health",
-                "tags": ["operations"],
-                "security": [],
-                "responses": {
-                    "200": json_response("The process is alive", "Health"),
-                    "default": error_response("Unexpected error", &["internal"], false)
-                }
-            } },
-            "/api/readiness": { "get": {
-                "summary": "Readiness: at least one worker can take work and the server is not draining",
-                "operationId": "readiness",
-                "tags": ["operations"],
-                "security": [],
-                "responses": {
-                    "200": json_response("Ready; or degraded (the policy store does not answer: stored policies already loaded are still evaluated, writes are refused), which `reasons` says", "Readiness"),
-                    "503": json_response("Not ready (starting, crash loop, or draining)", "Readiness"),
-                    "default": error_response("Unexpected error", &["internal"], false)
-                }
-            } },
+            "/api/health": health_get("Liveness", "health"),
+            "/healthz": health_get("Liveness (alias; also served by the probe listener, probe_listen)", "healthz"),
+            "/api/readiness": readiness_get("Readiness: at least one worker can take work and the server is not draining", "readiness"),
+            "/readyz": readiness_get("Readiness (alias; also served by the probe listener, probe_listen)", "readyz"),
             "/api/metrics": { "get": {
                 "summary": "Counters as JSON",
                 "operationId": "metrics",
@@ -672,7 +682,7 @@ fn base_document() -> Value {
         },
         "components": {
             "securitySchemes": {
-                "bearer": { "type": "http", "scheme": "bearer", "description": "A tenant's token (when auth is enabled)" }
+                "bearer": { "type": "http", "scheme": "bearer", "description": "A tenant's token (when auth is enabled with auth.mode token or both). With auth.mode mtls or both a TLS client certificate identifies the tenant instead (OpenAPI 3.0 has no scheme for it)." }
             },
             "parameters": {
                 "XRequestId": {
@@ -861,6 +871,7 @@ fn base_document() -> Value {
                         "rateLimited": { "type": "integer" },
                         "rejected": { "type": "object", "additionalProperties": { "type": "integer" } },
                         "cache": { "type": "object", "properties": { "hits": { "type": "integer" }, "misses": { "type": "integer" } } },
+                        "tlsHandshakeFailures": { "type": "object", "description": "reason → connections to a TLS listener that ended before HTTP", "additionalProperties": { "type": "integer" } },
                         "requestId": { "type": "string" }
                     }
                 },

@@ -5,9 +5,13 @@
 //! worker) → respond. The context is never parsed here: it travels to the worker as
 //! raw bytes, where the sandbox is.
 
-use crate::api::{validate_body, ApiError, TimingsJson, ValidateOptions, ValidateRequest};
+use crate::api::{
+    validate_body, ApiError, CertProblem, TimingsJson, ValidateOptions, ValidateRequest,
+};
 use crate::app::{App, Effective, Settings};
-use crate::auth::{AuthResult, Caller};
+use crate::auth::{AuthResult, CertRefusal, Principal};
+use crate::config::AuthMode;
+use crate::http::ConnInfo;
 use crate::limits::{client_ip, retry_after_secs, InflightGuard};
 use crate::pool::{JobReply, JobResult, SubmitError, Work};
 use bytes::Bytes;
@@ -25,6 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Default)]
 pub struct ValidateLog {
     pub tenant: Option<String>,
+    /// The credential that authenticated the tenant (`Principal::credential`).
+    pub credential: Option<String>,
     pub policy_id: Option<String>,
     pub cache_hit: Option<bool>,
     pub timings: Option<(u64, u64, u64, u64)>,
@@ -36,6 +42,7 @@ pub struct ValidateInput {
     pub headers: HeaderMap,
     pub body: Incoming,
     pub peer: SocketAddr,
+    pub conn: Arc<ConnInfo>,
     pub received: Instant,
     pub received_wall: SystemTime,
 }
@@ -50,7 +57,7 @@ pub async fn handle(
     req: ValidateInput,
     log: &mut ValidateLog,
 ) -> Result<Vec<u8>, ApiError> {
-    let admitted = admit(app, &req.headers, req.peer, BodyRule::Json, log)?;
+    let admitted = admit(app, &req, BodyRule::Json, log)?;
     let body_timeout = Duration::from_millis(admitted.settings.config.http.body_timeout_ms);
     let body = read_body(req.body, admitted.eff.max_body, body_timeout).await?;
     let work = build_work(&admitted, request_id, &body, req.received_wall)?;
@@ -99,8 +106,7 @@ pub(crate) enum BodyRule {
 /// length → in-flight cap.
 pub(crate) fn admit(
     app: &App,
-    headers: &HeaderMap,
-    peer: SocketAddr,
+    req: &ValidateInput,
     body: BodyRule,
     log: &mut ValidateLog,
 ) -> Result<Admitted, ApiError> {
@@ -109,12 +115,13 @@ pub(crate) fn admit(
     }
     let settings = app.settings();
     let cfg = &settings.config;
-    let caller = authenticate(&settings, headers, log)?;
-    let (tenant, token_name) = match caller {
-        Some(c) => (Some(c.tenant), Some(c.token_name)),
+    let principal = authenticate(&settings, req, log)?;
+    let (tenant, token_name) = match principal {
+        Some(p) => (Some(p.tenant), Some(p.credential)),
         None => (None, None),
     };
     let eff = settings.effective(tenant.as_deref());
+    let (headers, peer) = (&req.headers, req.peer);
     let owner = owner_key(&settings, tenant.as_deref(), headers, peer);
     rate_limit(app, &settings, &eff, &owner)?;
     if body == BodyRule::Json && !is_json(headers) {
@@ -156,32 +163,69 @@ pub(crate) fn policy_body_max(eff: &Effective) -> usize {
     eff.language.policy_bytes.min(eff.max_body)
 }
 
-/// Who is asking: the tenant and token name of the bearer token when auth is on.
+/// Who is asking, when auth is on: the tenant of the bearer token or of
+/// the client certificate, as `auth.mode` says. In mode `both` a request
+/// that sends an `Authorization` header is judged by its token alone.
 fn authenticate(
     settings: &Settings,
-    headers: &HeaderMap,
+    req: &ValidateInput,
     log: &mut ValidateLog,
-) -> Result<Option<Caller>, ApiError> {
+) -> Result<Option<Principal>, ApiError> {
     let cfg = &settings.config;
-    let caller = if cfg.auth.enabled {
-        match settings
-            .tokens
-            .check(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
-        {
-            AuthResult::Tenant(c) => {
-                if cfg.tenants.get(&c.tenant).is_some_and(|s| !s.enabled) {
-                    log.tenant = Some(c.tenant);
-                    return Err(ApiError::Forbidden);
-                }
-                Some(c)
-            }
+    if !cfg.auth.enabled {
+        return Ok(None);
+    }
+    let mode = cfg.auth.mode;
+    let header = req.headers.get(AUTHORIZATION);
+    let by_token = mode == AuthMode::Token || (mode == AuthMode::Both && header.is_some());
+    let principal = if by_token {
+        match settings.tokens.check(header.map(|v| v.as_bytes())) {
+            AuthResult::Tenant(p) => p,
             AuthResult::Missing | AuthResult::Unknown => return Err(ApiError::Unauthorized),
         }
     } else {
-        None
+        certificate_principal(settings, req, mode)?
     };
-    log.tenant = caller.as_ref().map(|c| c.tenant.clone());
-    Ok(caller)
+    log.tenant = Some(principal.tenant.clone());
+    log.credential = Some(principal.credential.clone());
+    if cfg
+        .tenants
+        .get(&principal.tenant)
+        .is_some_and(|s| !s.enabled)
+    {
+        return Err(if by_token {
+            ApiError::Forbidden
+        } else {
+            ApiError::Certificate(CertProblem::TenantDisabled)
+        });
+    }
+    Ok(Some(principal))
+}
+
+/// The tenant of the connection's client certificate. A connection accepted
+/// before a reload has its certificate checked again against the reloaded
+/// CA bundle and CRL before it is believed.
+fn certificate_principal(
+    settings: &Settings,
+    req: &ValidateInput,
+    mode: AuthMode,
+) -> Result<Principal, ApiError> {
+    let Some(cert) = &req.conn.client_cert else {
+        return Err(ApiError::Certificate(if mode == AuthMode::Both {
+            CertProblem::MissingEither
+        } else {
+            CertProblem::Missing
+        }));
+    };
+    if !settings.tls.as_ref().is_some_and(|m| cert.still_valid(m)) {
+        return Err(ApiError::Certificate(CertProblem::NoLongerValid));
+    }
+    settings.cert_ids.principal(&cert.names).map_err(|r| {
+        ApiError::Certificate(match r {
+            CertRefusal::NoTenant => CertProblem::NoTenant,
+            CertRefusal::Ambiguous => CertProblem::Ambiguous,
+        })
+    })
 }
 
 /// Who a request is charged to: its tenant when authenticated, else its

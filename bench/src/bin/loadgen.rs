@@ -4,6 +4,7 @@
 //! loadgen --addr 127.0.0.1:8080 --standard -c 8 -d 5              # closed loop, standard workload
 //! loadgen --addr 127.0.0.1:8080 --standard -c 64 -d 10 --rate 2000 # open loop at 2000 requests/s
 //! loadgen --addr 127.0.0.1:8080 --body req.json --path /api/validate -n 100
+//! loadgen --addr 127.0.0.1:8443 --standard -c 8 -d 5 --tls-ca ca.pem   # over TLS
 //! ```
 
 use bytes::Bytes;
@@ -57,6 +58,9 @@ struct Args {
     /// Client runtime threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// HTTPS, trusting the CA certificates of this PEM file.
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 fn main() {
@@ -96,6 +100,10 @@ fn main() {
         timeout: Duration::from_secs_f64(a.timeout),
         templates,
         threads: a.threads,
+        tls: a.tls_ca.as_ref().map(|p| {
+            let pem = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            loadgen::tls_client(&pem).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        }),
     };
     let report = loadgen::run(cfg);
     println!(

@@ -14,7 +14,8 @@
 //! open-loop run at half the maximum), `sizes`, `cache`, `hostile`,
 //! `tenancy` (shared vs dedicated workers with 1, 10 and 100 tenants),
 //! `noisy` (two tenants, one killing workers with reformatted copies of a
-//! policy), `tunables`. Server CPU per request is measured from the process tree's
+//! policy), `tunables`, `tls` (the standard workload over TLS keep-alive
+//! against plain HTTP, at 1/8/64 connections). Server CPU per request is measured from the process tree's
 //! CPU time (`/proc`), which a busy machine disturbs far less than
 //! throughput.
 
@@ -74,7 +75,7 @@ fn opts() -> Opts {
                     .expect("--threads N")
             }
             "-h" | "--help" => {
-                println!("loadtest [--out DIR] [--quick] [--only floor,omnid,sizes,cache,hostile,tenancy,noisy,tunables] [--hostile-rate N] [--threads N]");
+                println!("loadtest [--out DIR] [--quick] [--only floor,omnid,sizes,cache,hostile,tenancy,noisy,tunables,tls] [--hostile-rate N] [--threads N]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other}"),
@@ -111,6 +112,8 @@ struct Run {
     tmp: PathBuf,
     results: Vec<Value>,
     config_text: String,
+    /// HTTPS for the scenarios run while it is set (the `tls` group).
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Measured time and warm-up of a scenario.
@@ -179,6 +182,9 @@ impl Run {
         let auth = env
             .iter()
             .any(|(k, v)| *k == "OMNID_AUTH_ENABLED" && *v == "true");
+        // A TLS listener answers this plain request with 400: up, too (it
+        // opens only once the workers are ready).
+        let tls = env.iter().any(|(k, _)| *k == "OMNID_TLS_CERT_FILE");
         let body = workload::standard_body();
         let headers: Vec<(&str, &str)> = authorization
             .map(|a| vec![("Authorization", a)])
@@ -191,7 +197,7 @@ impl Run {
                 Some(body.as_bytes()),
                 &headers,
             )
-            .is_some_and(|(st, _)| st == 200 || (auth && st == 401))
+            .is_some_and(|(st, _)| st == 200 || (auth && st == 401) || (tls && st == 400))
             {
                 return s;
             }
@@ -230,6 +236,7 @@ impl Run {
             timeout: Duration::from_secs(10),
             templates,
             threads: self.opts.threads,
+            tls: self.tls.clone(),
         });
         let wall = started.elapsed().as_secs_f64();
         let server_cpu = server.cpu_seconds() - cpu0;
@@ -424,6 +431,7 @@ fn noisy_neighbour(run: &mut Run) {
             timeout: Duration::from_secs(10),
             templates: vec![bomb],
             threads: 1,
+            tls: None,
         };
         let m = std::thread::spawn(move || loadgen::run(m_cfg));
         run.scenario(
@@ -556,6 +564,7 @@ fn main() {
         tmp: tmp.clone(),
         results: Vec::new(),
         config_text,
+        tls: None,
     };
     let machine = machine();
     let load_start = omni_bench::load_average();
@@ -957,6 +966,9 @@ fn main() {
             srv.stop(Duration::from_secs(5));
         }
     }
+    if run.want("tls") {
+        tls_cost(&mut run, &omnid);
+    }
     omnid.stop(Duration::from_secs(5));
 
     let load_end = omni_bench::load_average();
@@ -976,6 +988,64 @@ fn main() {
     std::fs::write(&md_path, md).expect("write");
     let _ = std::fs::remove_dir_all(&tmp);
     println!("wrote {} and {}", md_path.display(), raw_path.display());
+}
+
+/// The `tls` group: the standard workload over TLS keep-alive connections
+/// against the same over plain HTTP, at 1, 8 and 64 connections, the two
+/// runs of each pair back to back so the machine's other load hits both
+/// alike. The certificate (ECDSA P-256, signed by a CA made here) is what
+/// rcgen makes by default.
+fn tls_cost(run: &mut Run, plain: &Server) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let mut p = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    p.subject_alt_names
+        .push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = p.signed_by(&key, &issuer).expect("certificate");
+    let (cert_path, key_path) = (run.tmp.join("tls.crt"), run.tmp.join("tls.key"));
+    std::fs::write(&cert_path, cert.pem()).expect("write");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write");
+    let (c, k) = (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    );
+    let tls_server = run.start_omnid(
+        "tls",
+        &[("OMNID_TLS_CERT_FILE", &c), ("OMNID_TLS_KEY_FILE", &k)],
+    );
+    let client = loadgen::tls_client(ca_cert.pem().as_bytes()).expect("client configuration");
+    let t = run.time(1.0, 5.0);
+    for c in [1usize, 8, 64] {
+        run.scenario(
+            "tls",
+            &format!("plain_c{c}"),
+            "standard workload, cache hit, closed loop, plain HTTP keep-alive",
+            plain,
+            vec![standard()],
+            c,
+            Mode::Closed,
+            t,
+            json!({ "connections": c, "tls": false }),
+        );
+        run.tls = Some(client.clone());
+        run.scenario(
+            "tls",
+            &format!("tls_c{c}"),
+            "standard workload, cache hit, closed loop, TLS 1.3 keep-alive (ECDSA P-256, AES-256-GCM)",
+            &tls_server,
+            vec![standard()],
+            c,
+            Mode::Closed,
+            t,
+            json!({ "connections": c, "tls": true }),
+        );
+        run.tls = None;
+    }
+    tls_server.stop(Duration::from_secs(5));
 }
 
 // ----- the Markdown report --------------------------------------------------
@@ -1538,6 +1608,42 @@ fn report(raw: &Value) -> String {
                 );
             }
             md.push_str(&table_row(s, &label));
+        }
+        md.push('\n');
+    }
+    // TLS against plain HTTP.
+    let pairs: Vec<(&Value, &Value, u64)> = [1u64, 8, 64]
+        .iter()
+        .filter_map(|c| {
+            Some((
+                find(raw, &format!("plain_c{c}"))?,
+                find(raw, &format!("tls_c{c}"))?,
+                *c,
+            ))
+        })
+        .collect();
+    if !pairs.is_empty() {
+        let _ = writeln!(
+            md,
+            "## TLS against plain HTTP
+"
+        );
+        let _ = writeln!(md, "The standard workload (cache hit, closed loop) over keep-alive connections: plain HTTP to the main omnid, then TLS 1.3 to a second omnid with `[tls]` set (ECDSA P-256 certificate), back to back for each connection count. Handshakes happen once per connection, before the measured window.\n");
+        md.push_str(HEAD);
+        for (p, t, _) in &pairs {
+            md.push_str(&table_row(p, p["name"].as_str().unwrap_or("")));
+            md.push_str(&table_row(t, t["name"].as_str().unwrap_or("")));
+        }
+        let _ = writeln!(md, "\n| connections | throughput TLS / plain | p99 TLS − plain (ms) | server CPU TLS − plain (µs/req) |\n|---:|---:|---:|---:|");
+        for (p, t, c) in &pairs {
+            let (pr, tr) = (&p["report"]["all"], &t["report"]["all"]);
+            let _ = writeln!(
+                md,
+                "| {c} | {:.2} | {:+.3} | {:+.1} |",
+                f(&tr["rps"]) / f(&pr["rps"]).max(1.0),
+                (f(&tr["p99_us"]) - f(&pr["p99_us"])) / 1000.0,
+                f(&t["server_cpu_us_per_request"]) - f(&p["server_cpu_us_per_request"]),
+            );
         }
         md.push('\n');
     }

@@ -155,7 +155,7 @@ pub async fn handle(
         _ => BodyRule::Ignored,
     };
     let req = &input.request;
-    let admitted = validate::admit(app, &req.headers, req.peer, rule, log)?;
+    let admitted = validate::admit(app, req, rule, log)?;
     let segs: Vec<&str> = input
         .path
         .strip_prefix(PREFIX)

@@ -23,6 +23,9 @@ fn endpoints_answer_with_documented_shapes() {
     assert_eq!(v["workers"]["total"], 2);
     assert_eq!(v["buildVersion"], env!("CARGO_PKG_VERSION"));
     assert!(v["maxInflight"].as_u64().unwrap() > 0);
+    // The probes' short aliases answer the same.
+    assert_eq!(srv.get("/healthz").json()["status"], "ok");
+    assert_eq!(srv.get("/readyz").json()["status"], "ready");
 
     // 200: exactly the fields of `docs/api.md#endpoints`.
     let r = srv.validate(&json!({
@@ -423,7 +426,9 @@ fn openapi_document_is_openapi_3_and_covers_every_endpoint() {
     for (p, m) in [
         ("/api/validate", "post"),
         ("/api/health", "get"),
+        ("/healthz", "get"),
         ("/api/readiness", "get"),
+        ("/readyz", "get"),
         ("/api/metrics", "get"),
         ("/api/metrics-prom", "get"),
         ("/metrics", "get"),

@@ -13,3 +13,4 @@ mod playground;
 mod policy_cli;
 mod registry;
 mod tenant_budgets;
+mod tls;
