@@ -53,6 +53,29 @@ pub fn validate_body(code: &str, context_json: Option<&str>, options: Option<&st
     s
 }
 
+/// The path of evaluate-by-name for the stored policy `name`.
+pub fn evaluate_path(name: &str) -> String {
+    format!("/api/v1/policies/{name}/evaluate")
+}
+
+/// A `POST /api/v1/policies/{name}/evaluate` body: the context as raw JSON
+/// and the same fixed `now` as [`validate_body`] (no policy text).
+pub fn evaluate_body(context_json: &str) -> String {
+    format!("{{\"context\":{context_json},\"now\":\"{NOW}\"}}")
+}
+
+/// The standard request by name: the standard context, evaluated against
+/// the policy stored as `name` (which must hold [`standard_policy`]).
+pub fn standard_by_name(name: &str) -> Template {
+    let mut t = Template::post_json(
+        "standard_by_name",
+        &evaluate_path(name),
+        Body::Fixed(Bytes::from(evaluate_body(&standard_context()))),
+    );
+    t.expect_contains = Some(b"\"ok\":true".to_vec());
+    t
+}
+
 /// The standard request (cache hit after the first).
 pub fn standard_body() -> String {
     validate_body(&standard_policy(), Some(&standard_context()), None)

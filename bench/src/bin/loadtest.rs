@@ -4,10 +4,11 @@
 //! (omnid's work with no worker) and `omnid` (release builds, next to this
 //! binary) on 127.0.0.1 with `bench/omnid-load.toml`, runs every
 //! scenario bounded in time against them, and writes
-//! `bench/results/load-report.md` and `bench/results/load-raw.json`.
+//! `bench/results/load-report.md` and `bench/results/load-raw.json`
+//! (`--only stored` alone: `stored-report.md` and `stored-raw.json`).
 //!
 //! ```sh
-//! loadtest [--out DIR] [--quick] [--only GROUP,...] [--hostile-rate N]
+//! loadtest [--out DIR] [--quick] [--only GROUP,...] [--hostile-rate N] [--rounds N]
 //! ```
 //!
 //! Groups: `floor` (with the ceiling), `omnid` (closed loop at 1/8/64 connections and the
@@ -15,7 +16,9 @@
 //! `tenancy` (shared vs dedicated workers with 1, 10 and 100 tenants),
 //! `noisy` (two tenants, one killing workers with reformatted copies of a
 //! policy), `tunables`, `tls` (the standard workload over TLS keep-alive
-//! against plain HTTP, at 1/8/64 connections). Server CPU per request is measured from the process tree's
+//! against plain HTTP, at 1/8/64 connections), `stored` (a stored policy
+//! evaluated by name against the same text sent to `/api/validate`,
+//! interleaved on one omnid, for `--rounds` rounds). Server CPU per request is measured from the process tree's
 //! CPU time (`/proc`), which a busy machine disturbs far less than
 //! throughput.
 
@@ -37,6 +40,8 @@ struct Opts {
     only: Option<Vec<String>>,
     hostile_rate: Option<f64>,
     threads: usize,
+    /// Rounds of the `stored` group (by name and by text interleaved).
+    rounds: usize,
 }
 
 fn opts() -> Opts {
@@ -46,6 +51,7 @@ fn opts() -> Opts {
         only: None,
         hostile_rate: None,
         threads: 1,
+        rounds: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -74,8 +80,15 @@ fn opts() -> Opts {
                     .and_then(|v| v.parse().ok())
                     .expect("--threads N")
             }
+            "--rounds" => {
+                o.rounds = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n > 0)
+                    .expect("--rounds N (at least 1)")
+            }
             "-h" | "--help" => {
-                println!("loadtest [--out DIR] [--quick] [--only floor,omnid,sizes,cache,hostile,tenancy,noisy,tunables,tls] [--hostile-rate N] [--threads N]");
+                println!("loadtest [--out DIR] [--quick] [--only floor,omnid,sizes,cache,hostile,tenancy,noisy,tunables,tls,stored] [--hostile-rate N] [--threads N] [--rounds N]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other}"),
@@ -472,6 +485,186 @@ fn noisy_neighbour(run: &mut Run) {
     }
 }
 
+/// The name the standard policy is stored under in the `stored` group.
+const STORED_STANDARD: &str = "drone_ops";
+/// Generated policies stored for the size rows (KB), each with a 1 KB context.
+const STORED_SIZES_KB: [usize; 3] = [1, 10, 100];
+
+/// Stores `text` as the active revision of `name` (`PUT /api/v1/policies/{name}`).
+fn store_policy(srv: &Server, name: &str, text: &str) {
+    let (status, body) = procs::http(
+        srv.addr,
+        "PUT",
+        &format!("/api/v1/policies/{name}"),
+        Some(text.as_bytes()),
+    )
+    .unwrap_or_else(|| panic!("no answer to storing {name}"));
+    assert!(
+        status == 201 || status == 200,
+        "storing {name}: {status} {}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+/// The decision part of an answer (what is left without the timings, the
+/// request id and the stored policy's name), for checking
+/// that by name and by text decide the same.
+fn decision(body: &[u8]) -> Value {
+    let mut v: Value = serde_json::from_slice(body).expect("a JSON answer");
+    if let Some(o) = v.as_object_mut() {
+        for k in ["policy", "timings", "requestId"] {
+            o.remove(k);
+        }
+    }
+    v
+}
+
+/// One request by text and one by name must decide the same.
+fn assert_same_decision(srv: &Server, text_body: &str, name: &str, name_body: &str) {
+    let (st, by_text) = procs::http(
+        srv.addr,
+        "POST",
+        workload::VALIDATE,
+        Some(text_body.as_bytes()),
+    )
+    .expect("an answer by text");
+    assert_eq!(st, 200, "by text: {}", String::from_utf8_lossy(&by_text));
+    let (st, by_name) = procs::http(
+        srv.addr,
+        "POST",
+        &workload::evaluate_path(name),
+        Some(name_body.as_bytes()),
+    )
+    .expect("an answer by name");
+    assert_eq!(st, 200, "by name: {}", String::from_utf8_lossy(&by_name));
+    assert_eq!(
+        decision(&by_text),
+        decision(&by_name),
+        "{name}: by name and by text decide differently"
+    );
+}
+
+/// Issue 16: the standard policy stored once and evaluated by name
+/// (`POST /api/v1/policies/drone_ops/evaluate` with the context) against the
+/// same request by text (`/api/validate` with the policy), on one omnid
+/// with its own store, the two interleaved row by row (which goes first
+/// alternates by round) so a busy machine disturbs both alike. Closed loop
+/// at 1/8/64 connections, then the open loop at half the by-text maximum
+/// for both (and by name at half its own maximum), then stored generated
+/// policies of 1, 10 and 100 KB with a 1 KB context.
+fn stored_policies(run: &mut Run) {
+    let srv = run.start_omnid("stored", &[]);
+    let policy = workload::standard_policy();
+    store_policy(&srv, STORED_STANDARD, &policy);
+    assert_same_decision(
+        &srv,
+        &workload::standard_body(),
+        STORED_STANDARD,
+        &workload::evaluate_body(&workload::standard_context()),
+    );
+    let ctx_1kb = workload::generated_context(1000);
+    let mut sized = Vec::new();
+    for kb in STORED_SIZES_KB {
+        let name = format!("generated_{kb}kb");
+        let code = workload::generated_policy(kb * 1000);
+        store_policy(&srv, &name, &code);
+        let text_body = workload::validate_body(&code, Some(&ctx_1kb), None);
+        let name_body = workload::evaluate_body(&ctx_1kb);
+        assert_same_decision(&srv, &text_body, &name, &name_body);
+        let text = workload::benign("sized_by_text", Body::Fixed(Bytes::from(text_body)));
+        let mut by_name = workload::benign("sized_by_name", Body::Fixed(Bytes::from(name_body)));
+        by_name.path = workload::evaluate_path(&name);
+        sized.push((kb, code.len(), text, by_name));
+    }
+    let closed = run.time(1.0, 5.0);
+    let open = run.time(1.0, 10.0);
+    let sizes = run.time(0.5, 3.0);
+    for round in 1..=run.opts.rounds {
+        // Odd rounds send by text first, even rounds by name first.
+        let ways: [&str; 2] = if round % 2 == 1 {
+            ["text", "name"]
+        } else {
+            ["name", "text"]
+        };
+        let tpl = |way: &str| match way {
+            "text" => standard(),
+            _ => workload::standard_by_name(STORED_STANDARD),
+        };
+        let what = |way: &str| match way {
+            "text" => "standard workload by text (`/api/validate` with the policy), cache hit",
+            _ => "standard workload by name (the stored policy's `evaluate`, context only)",
+        };
+        let mut max = [0.0f64; 2];
+        for c in [1usize, 8, 64] {
+            for way in ways {
+                let r = run.scenario(
+                    "stored",
+                    &format!("stored_{way}_c{c}_r{round}"),
+                    &format!("{}, closed loop", what(way)),
+                    &srv,
+                    vec![tpl(way)],
+                    c,
+                    Mode::Closed,
+                    closed,
+                    json!({ "way": way, "round": round, "connections": c }),
+                );
+                let i = usize::from(way == "name");
+                max[i] = max[i].max(r.all.rps);
+            }
+        }
+        // Both at the same rate: half the by-text maximum of this round.
+        let half = (max[0] / 2.0).max(1.0);
+        for way in ways {
+            run.scenario(
+                "stored",
+                &format!("stored_{way}_open_half_r{round}"),
+                &format!(
+                    "{}, open loop at half the by-text maximum, 64 connections",
+                    what(way)
+                ),
+                &srv,
+                vec![tpl(way)],
+                64,
+                Mode::Open { rate: half },
+                open,
+                json!({ "way": way, "round": round, "rate": half, "max_rps": max[0] }),
+            );
+        }
+        let own_half = (max[1] / 2.0).max(1.0);
+        run.scenario(
+            "stored",
+            &format!("stored_name_open_own_half_r{round}"),
+            &format!(
+                "{}, open loop at half its own maximum, 64 connections",
+                what("name")
+            ),
+            &srv,
+            vec![tpl("name")],
+            64,
+            Mode::Open { rate: own_half },
+            open,
+            json!({ "way": "name", "round": round, "rate": own_half, "max_rps": max[1] }),
+        );
+        for (kb, bytes, text, by_name) in &sized {
+            for way in ways {
+                let t = if way == "text" { text } else { by_name };
+                run.scenario(
+                    "stored",
+                    &format!("stored_{way}_policy_{kb}kb_r{round}"),
+                    &format!("generated {kb} KB policy by {way}, 1 KB context, cache hit, closed loop, 8 connections"),
+                    &srv,
+                    vec![t.clone()],
+                    8,
+                    Mode::Closed,
+                    sizes,
+                    json!({ "way": way, "round": round, "policy_kb": kb, "policy_bytes": bytes, "context_bytes": ctx_1kb.len() }),
+                );
+            }
+        }
+    }
+    srv.stop(Duration::from_secs(5));
+}
+
 fn standard() -> Template {
     workload::benign(
         "standard",
@@ -851,6 +1044,10 @@ fn main() {
         noisy_neighbour(&mut run);
     }
 
+    if run.want("stored") {
+        stored_policies(&mut run);
+    }
+
     if run.want("tunables") {
         let t = run.time(0.5, 4.0);
         for w in ["1", "2", "4", "8"] {
@@ -981,10 +1178,17 @@ fn main() {
         "omnid_config": run.config_text,
         "scenarios": run.results,
     });
-    let raw_path = run.opts.out.join("load-raw.json");
+    // `--only stored` alone writes its own files, leaving the full run's
+    // report as it is.
+    let stem = if run.opts.only.as_deref() == Some(&["stored".to_string()][..]) {
+        "stored"
+    } else {
+        "load"
+    };
+    let raw_path = run.opts.out.join(format!("{stem}-raw.json"));
     std::fs::write(&raw_path, serde_json::to_string_pretty(&raw).expect("json")).expect("write");
-    let md = report(&raw);
-    let md_path = run.opts.out.join("load-report.md");
+    let md = report(&raw, stem);
+    let md_path = run.opts.out.join(format!("{stem}-report.md"));
     std::fs::write(&md_path, md).expect("write");
     let _ = std::fs::remove_dir_all(&tmp);
     println!("wrote {} and {}", md_path.display(), raw_path.display());
@@ -1084,13 +1288,13 @@ fn table_row(s: &Value, label: &str) -> String {
 
 const HEAD: &str = "| scenario | req/s | p50 ms | p99 ms | p99.9 ms | max ms | ok/sent | server CPU µs/req | load avg (1 min) | other processes' CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
 
-fn report(raw: &Value) -> String {
+fn report(raw: &Value, stem: &str) -> String {
     let mut md = String::new();
     let m = &raw["machine"];
     let _ = writeln!(md, "# omnid load test\n");
     let _ = writeln!(
         md,
-        "Generated by `bench/run-load.sh` (driver `bench/src/bin/loadtest.rs`) on {}; raw numbers in `load-raw.json`.\n",
+        "Generated by `bench/run-load.sh` (driver `bench/src/bin/loadtest.rs`) on {}; raw numbers in `{stem}-raw.json`.\n",
         m["date_utc"].as_str().unwrap_or("")
     );
     let _ = writeln!(
@@ -1237,6 +1441,7 @@ fn report(raw: &Value) -> String {
             ));
         }
     }
+    checks.extend(stored_checks(raw));
     for (text, pass) in &checks {
         let _ = writeln!(
             md,
@@ -1647,10 +1852,200 @@ fn report(raw: &Value) -> String {
         }
         md.push('\n');
     }
+    md.push_str(&stored_section(raw));
     let _ = writeln!(
         md,
         "## Configuration\n\n```toml\n{}```",
         raw["omnid_config"].as_str().unwrap_or("")
     );
+    md
+}
+
+// ----- the stored-policy rows (issue 16) ------------------------------------
+
+/// The rounds of the `stored` group in `raw` (1, 2, …).
+fn stored_rounds(raw: &Value) -> Vec<u64> {
+    let mut r: Vec<u64> = raw["scenarios"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter(|s| s["group"] == "stored")
+                .filter_map(|s| s["extra"]["round"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default();
+    r.sort_unstable();
+    r.dedup();
+    r
+}
+
+/// The best closed-loop throughput of `way` in `round` (1/8/64 connections).
+fn stored_max(raw: &Value, way: &str, round: u64) -> f64 {
+    [1, 8, 64]
+        .iter()
+        .filter_map(|c| find(raw, &format!("stored_{way}_c{c}_r{round}")))
+        .map(|s| f(&s["report"]["all"]["rps"]))
+        .fold(0.0, f64::max)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Issue 16's must-show: by name ≥ 1.3× by text (best closed-loop
+/// throughput, the median of the rounds' ratios) and a lower p99 at half
+/// load (the same rate, in every round).
+fn stored_checks(raw: &Value) -> Vec<(String, bool)> {
+    let rounds = stored_rounds(raw);
+    if rounds.is_empty() {
+        return Vec::new();
+    }
+    let ratios: Vec<f64> = rounds
+        .iter()
+        .map(|&r| stored_max(raw, "name", r) / stored_max(raw, "text", r).max(1.0))
+        .collect();
+    let ratio = median(ratios.clone());
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}×")).collect();
+    let mut out = vec![(
+        format!(
+            "stored policy: best throughput by name against by text, median of {} round(s): {ratio:.2}× (rounds: {}; target ≥ 1.3×)",
+            rounds.len(),
+            shown.join(", ")
+        ),
+        ratio >= 1.3,
+    )];
+    let mut lower = 0;
+    let mut pairs = Vec::new();
+    let mut all_ok = true;
+    for &r in &rounds {
+        let (Some(t), Some(n)) = (
+            find(raw, &format!("stored_text_open_half_r{r}")),
+            find(raw, &format!("stored_name_open_half_r{r}")),
+        ) else {
+            continue;
+        };
+        let (pt, pn) = (
+            f(&t["report"]["all"]["p99_us"]),
+            f(&n["report"]["all"]["p99_us"]),
+        );
+        lower += usize::from(pn < pt);
+        all_ok &= t["report"]["all"]["ok"] == t["report"]["all"]["count"]
+            && n["report"]["all"]["ok"] == n["report"]["all"]["count"];
+        pairs.push(format!(
+            "{:.2} against {:.2} ms at {:.0} req/s",
+            pn / 1000.0,
+            pt / 1000.0,
+            f(&t["report"]["target_rps"])
+        ));
+    }
+    if !pairs.is_empty() {
+        out.push((
+            format!(
+                "stored policy: p99 at half the by-text maximum, by name against by text: {} (lower by name in {lower} of {} round(s); target: lower){}",
+                pairs.join("; "),
+                pairs.len(),
+                if all_ok { "" } else { "; some requests failed" }
+            ),
+            lower == pairs.len() && all_ok,
+        ));
+    }
+    out
+}
+
+/// The `stored` group's tables: per round, by text and by name side by
+/// side, then the medians.
+fn stored_section(raw: &Value) -> String {
+    let rounds = stored_rounds(raw);
+    let mut md = String::new();
+    if rounds.is_empty() {
+        return md;
+    }
+    let _ = writeln!(
+        md,
+        "## Stored policy: evaluate by name against the text
+"
+    );
+    let _ = writeln!(
+        md,
+        "One omnid with its own SQLite store holding the standard policy (`drone_ops`) and generated 1/10/100 KB policies. \"text\" is `POST /api/validate` with the policy and the context (the standard request); \"name\" is `POST /api/v1/policies/NAME/evaluate` with the context only. Both are cache hits in the workers. The two run alternately, row by row (odd rounds by text first, even rounds by name first); the open-loop rows of a round both run at half that round's by-text maximum.\n"
+    );
+    let rps = |n: &str| find(raw, n).map(|s| f(&s["report"]["all"]["rps"]));
+    let p99 = |n: &str| find(raw, n).map(|s| f(&s["report"]["all"]["p99_us"]) / 1000.0);
+    let _ = writeln!(md, "### Medians over {} round(s)\n", rounds.len());
+    let _ = writeln!(
+        md,
+        "| row | by text req/s | by name req/s | name / text | by text p99 ms | by name p99 ms |\n|---|---:|---:|---:|---:|---:|"
+    );
+    let mut rows: Vec<(String, String)> = [1, 8, 64]
+        .iter()
+        .map(|c| (format!("{c} connection(s), closed loop"), format!("c{c}")))
+        .collect();
+    rows.push((
+        "open loop at half the by-text maximum".into(),
+        "open_half".into(),
+    ));
+    for kb in STORED_SIZES_KB {
+        rows.push((
+            format!("generated {kb} KB policy, 1 KB context, 8 connections"),
+            format!("policy_{kb}kb"),
+        ));
+    }
+    for (label, key) in &rows {
+        let m = |way: &str, g: &dyn Fn(&str) -> Option<f64>| {
+            median(
+                rounds
+                    .iter()
+                    .filter_map(|r| g(&format!("stored_{way}_{key}_r{r}")))
+                    .collect(),
+            )
+        };
+        let (tr, nr) = (m("text", &rps), m("name", &rps));
+        let _ = writeln!(
+            md,
+            "| {label} | {tr:.0} | {nr:.0} | {:.2}× | {:.2} | {:.2} |",
+            nr / tr.max(1.0),
+            m("text", &p99),
+            m("name", &p99),
+        );
+    }
+    md.push('\n');
+    for &r in &rounds {
+        let _ = writeln!(md, "### Round {r}\n");
+        md.push_str(HEAD);
+        for key in ["c1", "c8", "c64", "open_half"]
+            .into_iter()
+            .map(String::from)
+            .chain(STORED_SIZES_KB.iter().map(|kb| format!("policy_{kb}kb")))
+        {
+            for way in ["text", "name"] {
+                if let Some(s) = find(raw, &format!("stored_{way}_{key}_r{r}")) {
+                    let label = match s["report"]["target_rps"].as_f64() {
+                        Some(rate) => format!("by {way}, {key} ({rate:.0} req/s)"),
+                        None => format!("by {way}, {key}"),
+                    };
+                    md.push_str(&table_row(s, &label));
+                }
+            }
+        }
+        if let Some(s) = find(raw, &format!("stored_name_open_own_half_r{r}")) {
+            md.push_str(&table_row(
+                s,
+                &format!(
+                    "by name, open loop at half its own maximum ({:.0} req/s)",
+                    f(&s["report"]["target_rps"])
+                ),
+            ));
+        }
+        md.push('\n');
+    }
     md
 }
