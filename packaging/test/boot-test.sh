@@ -193,10 +193,12 @@ tls_reload() {
 
 socket_activation() {
   # The example socket unit: systemd listens, omnid serves its socket.
+  # omnid must let go of the address before systemd can listen on it.
   cp /usr/share/doc/omnid/examples/omnid.socket /etc/systemd/system/omnid.socket
   systemctl daemon-reload
+  systemctl stop omnid
   systemctl enable --now omnid.socket
-  systemctl restart omnid
+  systemctl start omnid
   wait_ready
   [ "$(systemctl show omnid.socket -p ActiveState --value)" = active ]
   journalctl -u omnid --no-pager | grep -q 'socket activation: serving the sockets systemd passed'

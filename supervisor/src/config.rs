@@ -1387,10 +1387,13 @@ mod tests {
     use super::*;
 
     fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        // A directory per call: tests run in parallel, and two texts of the
+        // same length must not share (and remove) one file.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "omnid-config-test-{}-{}",
             std::process::id(),
-            text.len()
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).map_err(|e| ConfigError::Read {
             path: dir.display().to_string(),
@@ -1406,7 +1409,7 @@ mod tests {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
         let r = load(Some(&p), &env);
-        let _ = std::fs::remove_file(&p);
+        let _ = std::fs::remove_dir_all(&dir);
         r
     }
 
