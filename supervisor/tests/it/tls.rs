@@ -1058,7 +1058,13 @@ fn systemd_socket_activation_serves_the_passed_socket_and_workers_do_not_inherit
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let dir = TempDir::new("activate");
     // `listen` names another address: the passed socket wins.
-    let cfg = config("", "").replace("probe_listen = \"127.0.0.1:0\"\n", "");
+    let mut cfg = config("", "").replace("probe_listen = \"127.0.0.1:0\"\n", "");
+    // Its own store file: never the built-in relative path (a file in the
+    // repository), whatever environment systemd-socket-activate passes on.
+    cfg.push_str(&format!(
+        "\n[store]\npath = \"{}\"\n",
+        dir.path("store.db").display()
+    ));
     std::fs::write(dir.path("omnid.toml"), &cfg).unwrap();
     let mut cmd = Command::new(activate);
     for (k, _) in std::env::vars() {
